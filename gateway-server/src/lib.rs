@@ -1,0 +1,12 @@
+//! The Gatehouse hub: one front door for every MCP server and AI API an
+//! organisation uses.
+//!
+//! `main.rs` only parses the command line; everything else lives here, one
+//! module per concern, so integration tests can build a hub in-process.
+
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod mcp;
+pub mod server;
+pub mod store;

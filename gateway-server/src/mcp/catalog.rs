@@ -1,0 +1,237 @@
+//! The merged catalog: every backend's tools, prompts, resources and resource
+//! templates, with the namespaced names clients see and the indexes that route
+//! a name or URI back to its backend.
+//!
+//! Each backend's lists are fetched when it connects and again when it says a
+//! list changed; the merged view is rebuilt from those snapshots and swapped in
+//! whole, so readers never see a half-built catalog and `tools/list` never waits
+//! on an upstream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use super::naming;
+
+/// What one backend offers, as it sent it.
+#[derive(Debug, Default, Clone)]
+pub struct BackendCatalog {
+    pub tools: Vec<Map<String, Value>>,
+    pub prompts: Vec<Map<String, Value>>,
+    pub resources: Vec<Map<String, Value>>,
+    pub templates: Vec<Map<String, Value>>,
+}
+
+/// Where an exposed name leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub backend: Arc<str>,
+    /// The name (or URI) the backend knows.
+    pub original: String,
+}
+
+/// The four list kinds the catalog serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl Kind {
+    /// The key of the list in a `*/list` result.
+    pub fn result_key(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources => "resources",
+            Self::Templates => "resourceTemplates",
+        }
+    }
+}
+
+/// Scheme used for resource URIs that collide between backends.
+pub const COLLISION_SCHEME: &str = "gatehouse+";
+
+/// The merged view over every backend.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub tools: Vec<Value>,
+    pub prompts: Vec<Value>,
+    pub resources: Vec<Value>,
+    pub templates: Vec<Value>,
+    tool_index: HashMap<String, Route>,
+    prompt_index: HashMap<String, Route>,
+    resource_index: HashMap<String, Route>,
+    /// (backend, literal prefix of the template before its first `{`).
+    template_prefixes: Vec<(Arc<str>, String)>,
+}
+
+impl Catalog {
+    /// Builds the merged catalog. `backends` must come in a stable order
+    /// (earlier backends keep plain names when names collide).
+    pub fn build<'a>(backends: impl IntoIterator<Item = (&'a str, &'a BackendCatalog)>) -> Self {
+        let mut cat = Self::default();
+        for (name, bc) in backends {
+            let backend: Arc<str> = Arc::from(name);
+            Self::add_named(&mut cat.tools, &mut cat.tool_index, &backend, &bc.tools);
+            Self::add_named(&mut cat.prompts, &mut cat.prompt_index, &backend, &bc.prompts);
+            for r in &bc.resources {
+                let Some(uri) = r.get("uri").and_then(Value::as_str) else { continue };
+                let mut item = r.clone();
+                let exposed = if cat.resource_index.contains_key(uri) {
+                    let ns = format!("{COLLISION_SCHEME}{backend}:{uri}");
+                    item.insert("uri".into(), Value::String(ns.clone()));
+                    ns
+                } else {
+                    uri.to_owned()
+                };
+                cat.resource_index.insert(exposed, Route { backend: backend.clone(), original: uri.to_owned() });
+                cat.resources.push(Value::Object(item));
+            }
+            for t in &bc.templates {
+                if let Some(tpl) = t.get("uriTemplate").and_then(Value::as_str) {
+                    let prefix = tpl.split('{').next().unwrap_or_default().to_owned();
+                    cat.template_prefixes.push((backend.clone(), prefix));
+                }
+                cat.templates.push(Value::Object(t.clone()));
+            }
+        }
+        // Longest template prefix wins when routing a URI.
+        cat.template_prefixes.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        cat
+    }
+
+    fn add_named(out: &mut Vec<Value>, index: &mut HashMap<String, Route>, backend: &Arc<str>, items: &[Map<String, Value>]) {
+        for item in items {
+            let Some(name) = item.get("name").and_then(Value::as_str) else { continue };
+            let exposed = naming::namespaced(backend, name, |c| index.contains_key(c));
+            let mut item = item.clone();
+            item.insert("name".into(), Value::String(exposed.clone()));
+            index.insert(exposed, Route { backend: backend.clone(), original: name.to_owned() });
+            out.push(Value::Object(item));
+        }
+    }
+
+    pub fn tool(&self, exposed: &str) -> Option<&Route> {
+        self.tool_index.get(exposed)
+    }
+
+    pub fn prompt(&self, exposed: &str) -> Option<&Route> {
+        self.prompt_index.get(exposed)
+    }
+
+    /// Routes a resource URI: an exact listed URI, a collision-namespaced URI,
+    /// or the backend whose template prefix matches longest.
+    pub fn resource(&self, uri: &str) -> Option<Route> {
+        if let Some(r) = self.resource_index.get(uri) {
+            return Some(r.clone());
+        }
+        if let Some(rest) = uri.strip_prefix(COLLISION_SCHEME) {
+            if let Some((backend, original)) = rest.split_once(':') {
+                if let Some((b, _)) = self.template_prefixes.iter().find(|(b, _)| &**b == backend) {
+                    return Some(Route { backend: b.clone(), original: original.to_owned() });
+                }
+                if let Some(r) = self.resource_index.values().find(|r| &*r.backend == backend) {
+                    return Some(Route { backend: r.backend.clone(), original: original.to_owned() });
+                }
+            }
+        }
+        self.template_prefixes
+            .iter()
+            .find(|(_, prefix)| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
+            .map(|(b, _)| Route { backend: b.clone(), original: uri.to_owned() })
+    }
+
+    pub fn list(&self, kind: Kind) -> &[Value] {
+        match kind {
+            Kind::Tools => &self.tools,
+            Kind::Prompts => &self.prompts,
+            Kind::Resources => &self.resources,
+            Kind::Templates => &self.templates,
+        }
+    }
+}
+
+/// Default page size of the gateway's own pagination.
+pub const PAGE_SIZE: usize = 500;
+
+/// Encodes the gateway's cursor: an opaque offset into the merged list.
+pub fn encode_cursor(offset: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("gh1:{offset}"))
+}
+
+/// Decodes a cursor made by [`encode_cursor`].
+pub fn decode_cursor(cursor: &str) -> Option<usize> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    text.strip_prefix("gh1:")?.parse().ok()
+}
+
+/// One page of `items` from `offset`, with the next cursor when more remain.
+pub fn page(items: &[Value], offset: usize, size: usize) -> (&[Value], Option<String>) {
+    let start = offset.min(items.len());
+    let end = start.saturating_add(size).min(items.len());
+    let next = (end < items.len()).then(|| encode_cursor(end));
+    (&items[start..end], next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn merges_and_routes() {
+        let a = BackendCatalog {
+            tools: vec![obj(json!({"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true},"x-vendor":1}))],
+            resources: vec![obj(json!({"uri":"file:///a","name":"a"}))],
+            templates: vec![obj(json!({"uriTemplate":"test://template/{id}/data","name":"t"}))],
+            ..Default::default()
+        };
+        let b = BackendCatalog {
+            tools: vec![obj(json!({"name":"echo"}))],
+            resources: vec![obj(json!({"uri":"file:///a","name":"a2"}))],
+            ..Default::default()
+        };
+        let cat = Catalog::build([("a", &a), ("b", &b)]);
+        assert_eq!(cat.tools[0]["name"], "a__echo");
+        assert_eq!(cat.tools[0]["x-vendor"], 1, "unknown fields kept");
+        assert_eq!(cat.tools[0]["annotations"]["readOnlyHint"], true);
+        assert_eq!(cat.tools[1]["name"], "b__echo");
+        assert_eq!(cat.tool("b__echo").unwrap().original, "echo");
+        assert_eq!(&*cat.tool("a__echo").unwrap().backend, "a");
+        // Resource URIs are kept; the colliding one is namespaced and still routes.
+        assert_eq!(cat.resources[0]["uri"], "file:///a");
+        let ns = cat.resources[1]["uri"].as_str().unwrap();
+        assert_eq!(ns, "gatehouse+b:file:///a");
+        let r = cat.resource(ns).unwrap();
+        assert_eq!((&*r.backend, r.original.as_str()), ("b", "file:///a"));
+        assert_eq!(&*cat.resource("file:///a").unwrap().backend, "a");
+        // Templates route by prefix.
+        assert_eq!(&*cat.resource("test://template/7/data").unwrap().backend, "a");
+        assert!(cat.resource("nope://x").is_none());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_pages_cover_everything() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        assert_eq!(decode_cursor("garbage!"), None);
+        let items: Vec<Value> = (0..5).map(|i| json!(i)).collect();
+        let (p1, c1) = page(&items, 0, 2);
+        assert_eq!(p1.len(), 2);
+        let (p2, c2) = page(&items, decode_cursor(&c1.unwrap()).unwrap(), 2);
+        assert_eq!(p2, &items[2..4]);
+        let (p3, c3) = page(&items, decode_cursor(&c2.unwrap()).unwrap(), 2);
+        assert_eq!(p3, &items[4..]);
+        assert!(c3.is_none());
+    }
+}

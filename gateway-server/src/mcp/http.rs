@@ -1,0 +1,332 @@
+//! The streamable HTTP front door: `POST/GET/DELETE /mcp` and `/mcp/{backend}`
+//! for the 2025-03-26, 2025-06-18 and 2025-11-25 protocol revisions.
+//!
+//! Every request passes the same guard first: Host and Origin validation
+//! (DNS-rebinding protection), then the caller's key. A POST answers with
+//! plain JSON when the reply is a single message, and switches to an SSE
+//! stream only when the gateway has something to send before the response
+//! (progress, logging, sampling, elicitation): the client pays for a stream
+//! only when it gets one.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::{Stream, StreamExt};
+use gatehouse_proto::jsonrpc::Body;
+use gatehouse_proto::mcp::{self, code, method};
+use gatehouse_proto::{ErrorObject, Message, Request, RequestId};
+use tokio::sync::mpsc;
+
+use super::guard::Caller;
+use super::hub::Hub;
+use super::session::{Scope, Session};
+use crate::server::AppState;
+
+/// Capacity of a request's message channel (intermediate messages + responses).
+const REQUEST_CHANNEL: usize = 64;
+/// Capacity of a session's standalone stream.
+const SESSION_STREAM: usize = 256;
+
+/// Routes of the streamable HTTP transport.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/mcp", post(post_aggregate).get(get_aggregate).delete(delete_aggregate))
+        .route("/mcp/{backend}", post(post_backend).get(get_backend).delete(delete_backend))
+}
+
+/// A JSON-RPC error as an HTTP response (`id: null`).
+pub fn rpc_error(status: StatusCode, code: i64, message: impl Into<String>) -> Response {
+    let body = Message::Response(gatehouse_proto::Response::err(None, ErrorObject::new(code, message)));
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_json()).into_response()
+}
+
+fn json_response(body: String, session: Option<&str>) -> Response {
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    if let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        resp.headers_mut().insert(mcp::header::SESSION_ID, id);
+    }
+    resp
+}
+
+fn backend_scope(hub: &Hub, name: &str) -> Result<Scope, Response> {
+    match hub.backend(name) {
+        Some(b) => Ok(Scope::Backend(b.name.clone())),
+        None => Err(rpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, format!("No backend named '{name}'"))),
+    }
+}
+
+async fn post_aggregate(State(st): State<AppState>, caller: Caller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    handle_post(st, caller, Scope::Aggregate, headers, body).await
+}
+
+async fn post_backend(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(backend): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match backend_scope(&st.hub, &backend) {
+        Ok(scope) => handle_post(st, caller, scope, headers, body).await,
+        Err(r) => r,
+    }
+}
+
+async fn get_aggregate(State(st): State<AppState>, caller: Caller, headers: HeaderMap) -> Response {
+    handle_get(&st, &caller, &Scope::Aggregate, &headers)
+}
+
+async fn get_backend(State(st): State<AppState>, caller: Caller, Path(backend): Path<String>, headers: HeaderMap) -> Response {
+    match backend_scope(&st.hub, &backend) {
+        Ok(scope) => handle_get(&st, &caller, &scope, &headers),
+        Err(r) => r,
+    }
+}
+
+async fn delete_aggregate(State(st): State<AppState>, caller: Caller, headers: HeaderMap) -> Response {
+    handle_delete(&st, &caller, &headers)
+}
+
+async fn delete_backend(State(st): State<AppState>, caller: Caller, Path(_backend): Path<String>, headers: HeaderMap) -> Response {
+    handle_delete(&st, &caller, &headers)
+}
+
+fn session_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(mcp::header::SESSION_ID).and_then(|v| v.to_str().ok())
+}
+
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/event-stream") || v.contains("*/*"))
+}
+
+/// Validates `MCP-Protocol-Version` when present.
+fn check_version_header(headers: &HeaderMap) -> Result<(), Response> {
+    match headers.get(mcp::header::PROTOCOL_VERSION).map(|v| v.to_str()) {
+        None => Ok(()),
+        Some(Ok(v)) if mcp::is_supported(v) => Ok(()),
+        Some(v) => Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            format!(
+                "Unsupported MCP-Protocol-Version {:?}; supported: {}",
+                v.unwrap_or("<not text>"),
+                mcp::SUPPORTED_VERSIONS.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Finds the caller's session for this endpoint.
+fn find_session(st: &AppState, caller: &Caller, scope: &Scope, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    let Some(id) = session_header(headers) else {
+        return Err(rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"));
+    };
+    match st.hub.sessions.get(id, &caller.owner()) {
+        Some(s) if &s.scope == scope => Ok(s),
+        _ => Err(rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found: it ended or never existed; initialize a new one")),
+    }
+}
+
+async fn handle_post(st: AppState, caller: Caller, scope: Scope, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::INVALID_REQUEST,
+                format!("Request body is larger than the limit of {} bytes", st.config.server.max_body_bytes),
+            );
+        }
+        Err(rej) => return rpc_error(StatusCode::BAD_REQUEST, code::PARSE_ERROR, format!("Could not read the request body: {rej}")),
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    if !is_json {
+        return rpc_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_REQUEST, "Content-Type must be application/json");
+    }
+    if let Err(r) = check_version_header(&headers) {
+        return r;
+    }
+    let parsed = match Body::parse(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            let body = Message::Response(gatehouse_proto::Response::err(None, e)).to_json();
+            return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+        }
+    };
+
+    // A new session starts with a lone `initialize` request.
+    if let Body::Single(Message::Request(req)) = &parsed {
+        if req.method == method::INITIALIZE {
+            let Body::Single(Message::Request(req)) = parsed else { unreachable!("matched above") };
+            return initialize(&st, &caller, scope, req).await;
+        }
+    }
+
+    let session = match find_session(&st, &caller, &scope, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (items, batch) = match parsed {
+        Body::Single(m) => (vec![Ok(m)], false),
+        Body::Batch(items) => {
+            if session.protocol_version != mcp::V2025_03_26 {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    code::INVALID_REQUEST,
+                    format!("JSON-RPC batches are not part of protocol version {}", session.protocol_version),
+                );
+            }
+            (items, true)
+        }
+    };
+
+    let hub = st.hub.clone();
+    let mut requests: Vec<Request> = Vec::new();
+    let mut immediate: Vec<Message> = Vec::new();
+    for item in items {
+        match item {
+            Ok(Message::Request(r)) if r.method == method::INITIALIZE => immediate.push(Message::Response(gatehouse_proto::Response::err(
+                Some(r.id),
+                ErrorObject::invalid_request("the session is already initialized"),
+            ))),
+            Ok(Message::Request(r)) => requests.push(r),
+            Ok(Message::Notification(n)) => hub.handle_notification(&session, n).await,
+            Ok(Message::Response(r)) => hub.handle_response(&session, r),
+            Err((id, e)) => immediate.push(Message::Response(gatehouse_proto::Response::err(id, e))),
+        }
+    }
+    if requests.is_empty() && immediate.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    if requests.is_empty() {
+        return json_response(encode_replies(&immediate, batch), None);
+    }
+    respond(hub, session, requests, immediate, batch, accepts_sse(&headers)).await
+}
+
+fn encode_replies(replies: &[Message], batch: bool) -> String {
+    if batch {
+        serde_json::to_string(replies).unwrap_or_default()
+    } else {
+        replies.first().map(Message::to_json).unwrap_or_default()
+    }
+}
+
+/// Runs the requests and answers with JSON, or with an SSE stream as soon as
+/// there is something to send before the responses.
+async fn respond(hub: Arc<Hub>, session: Arc<Session>, requests: Vec<Request>, mut replies: Vec<Message>, batch: bool, sse_ok: bool) -> Response {
+    let expected = replies.len() + requests.len();
+    let (tx, mut rx) = mpsc::channel::<Message>(REQUEST_CHANNEL);
+    tokio::spawn(async move {
+        let work = requests.into_iter().map(|r| {
+            let (hub, session, tx) = (hub.clone(), session.clone(), tx.clone());
+            async move {
+                let resp = hub.handle_request(&session, r, &tx).await;
+                let _ = tx.send(Message::Response(resp)).await;
+            }
+        });
+        futures::future::join_all(work).await;
+    });
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Message::Response(_) => {
+                replies.push(msg);
+                if replies.len() == expected {
+                    return json_response(encode_replies(&replies, batch), None);
+                }
+            }
+            other if sse_ok => {
+                let done = replies.len();
+                let head = futures::stream::iter(replies.into_iter().chain(std::iter::once(other)));
+                let rest = futures::stream::unfold((rx, done), move |(mut rx, done)| async move {
+                    if done >= expected {
+                        return None;
+                    }
+                    let m = rx.recv().await?;
+                    let done = done + usize::from(matches!(m, Message::Response(_)));
+                    Some((m, (rx, done)))
+                });
+                return sse(head.chain(rest));
+            }
+            // The client cannot take a stream: intermediate messages have nowhere to go.
+            _ => {}
+        }
+    }
+    rpc_error(StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL_ERROR, "The request ended without a response")
+}
+
+fn sse(messages: impl Stream<Item = Message> + Send + 'static) -> Response {
+    let events = messages.map(|m| Ok::<_, Infallible>(Event::default().data(m.to_json())));
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+async fn initialize(st: &AppState, caller: &Caller, scope: Scope, req: Request) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct InitParams {
+        protocol_version: String,
+        #[serde(default)]
+        capabilities: serde_json::Value,
+        #[serde(default)]
+        client_info: serde_json::Value,
+    }
+    let reply = |payload: Result<Box<serde_json::value::RawValue>, ErrorObject>, id: RequestId, session: Option<&str>| {
+        json_response(Message::Response(gatehouse_proto::Response { id: Some(id), payload }).to_json(), session)
+    };
+    let params: InitParams = match req.params_as() {
+        Ok(p) => p,
+        Err(e) => return reply(Err(e), req.id, None),
+    };
+    let version = mcp::negotiate(&params.protocol_version);
+    let result = match st.hub.initialize_result(&scope, version).await {
+        Ok(r) => r,
+        Err(e) => return reply(Err(e), req.id, None),
+    };
+    let session = match st.hub.sessions.create(caller.owner(), scope, version.to_owned(), params.client_info, params.capabilities) {
+        Ok(s) => s,
+        Err(e) => return rpc_error(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, format!("Cannot start a session: {e}")),
+    };
+    tracing::debug!(session = %session.id, user = %caller.owner(), version, client = %session.client_info, "MCP session started");
+    reply(Ok(result), req.id, Some(&session.id))
+}
+
+fn handle_get(st: &AppState, caller: &Caller, scope: &Scope, headers: &HeaderMap) -> Response {
+    if !accepts_sse(headers) {
+        return rpc_error(StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, "GET needs Accept: text/event-stream");
+    }
+    if let Err(r) = check_version_header(headers) {
+        return r;
+    }
+    let session = match find_session(st, caller, scope, headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let rx = session.open_stream(SESSION_STREAM);
+    let closed = session.closed.clone();
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).take_until(async move { closed.cancelled().await });
+    sse(stream)
+}
+
+fn handle_delete(st: &AppState, caller: &Caller, headers: &HeaderMap) -> Response {
+    let Some(id) = session_header(headers) else {
+        return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required");
+    };
+    if st.hub.sessions.remove(id, &caller.owner()) {
+        StatusCode::OK.into_response()
+    } else {
+        rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")
+    }
+}
+

@@ -1,0 +1,652 @@
+//! The MCP router: backends, the merged catalog, and the dispatch of every
+//! client request and every server-initiated message.
+//!
+//! Requests from a session are answered from the catalog (lists), locally
+//! (`ping`, `logging/setLevel`), or forwarded to the backend that owns the name
+//! with only the gateway-owned parts rewritten. Messages a backend sends on its
+//! own go back to the session whose call caused them (progress, logging,
+//! sampling, elicitation, roots) or fan out to the sessions that can see the
+//! backend (`list_changed`, resource updates).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use gatehouse_proto::jsonrpc::to_raw;
+use gatehouse_proto::mcp::{self, code, method};
+use gatehouse_proto::{ErrorObject, Message, Notification, RawObject, Request, RequestId, Response};
+use gatehouse_upstream::{CallError, CallOptions, ClientIdentity, Health, Status, Upstream, UpstreamEvent, UpstreamSpec};
+use parking_lot::RwLock;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::{self, BackendCatalog, Catalog, Kind};
+use super::session::{Scope, Session, Sessions};
+
+/// How long `/mcp/{backend}` waits for a starting backend at `initialize`.
+const INIT_WAIT: Duration = Duration::from_secs(10);
+/// Most pages fetched from one backend for one list (a runaway-cursor guard).
+const MAX_PAGES: usize = 200;
+
+/// Settings of the MCP router.
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    pub request_timeout: Duration,
+    pub session_idle_timeout: Duration,
+    pub max_sessions: usize,
+}
+
+/// One backend: its connection and its latest catalog.
+pub struct Backend {
+    pub name: Arc<str>,
+    pub upstream: Upstream,
+    catalog: RwLock<Arc<BackendCatalog>>,
+    refresh: Notify,
+}
+
+impl Backend {
+    pub fn status(&self) -> Status {
+        self.upstream.status()
+    }
+
+    pub fn catalog(&self) -> Arc<BackendCatalog> {
+        self.catalog.read().clone()
+    }
+}
+
+/// Where messages about one forwarded call go.
+struct CallRoute {
+    session: Arc<Session>,
+    sink: mpsc::Sender<Message>,
+    backend: Arc<str>,
+    /// The client's own progress token, restored on the way back.
+    progress_token: Option<Box<RawValue>>,
+}
+
+/// The MCP router shared by every front door.
+pub struct Hub {
+    backends: RwLock<BTreeMap<Arc<str>, Arc<Backend>>>,
+    catalog: RwLock<Arc<Catalog>>,
+    pub sessions: Sessions,
+    calls: DashMap<u64, CallRoute>,
+    next_call: AtomicU64,
+    identity: ClientIdentity,
+    settings: HubSettings,
+    shutdown: CancellationToken,
+}
+
+/// Prefix of the progress tokens the gateway substitutes upstream.
+const PROGRESS_PREFIX: &str = "gh-progress-";
+
+impl Hub {
+    pub fn new(settings: HubSettings) -> Arc<Self> {
+        let identity = ClientIdentity {
+            client_info: json!({ "name": "gatehouse", "title": "Gatehouse", "version": env!("CARGO_PKG_VERSION") }),
+            capabilities: json!({ "roots": { "listChanged": true }, "sampling": {}, "elicitation": { "form": {}, "url": {} } }),
+            protocol_version: mcp::LATEST_VERSION.to_owned(),
+        };
+        let hub = Arc::new(Self {
+            backends: RwLock::new(BTreeMap::new()),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            sessions: Sessions::new(settings.max_sessions, settings.session_idle_timeout),
+            calls: DashMap::new(),
+            next_call: AtomicU64::new(1),
+            identity,
+            settings,
+            shutdown: CancellationToken::new(),
+        });
+        hub.spawn_reaper();
+        hub
+    }
+
+    fn spawn_reaper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let stop = self.shutdown.clone();
+        let every = (self.settings.session_idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let Some(hub) = weak.upgrade() else { break };
+                let n = hub.sessions.reap();
+                if n > 0 {
+                    tracing::debug!(reaped = n, "ended idle MCP sessions");
+                }
+            }
+        });
+    }
+
+    pub fn settings(&self) -> &HubSettings {
+        &self.settings
+    }
+
+    /// Starts a backend; it connects in the background and joins the catalog
+    /// when ready. A backend that fails to start is retried by its supervisor
+    /// and never stops the hub.
+    pub fn add_backend(self: &Arc<Self>, spec: UpstreamSpec) -> Arc<Backend> {
+        let (tx, rx) = mpsc::channel(256);
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        let upstream = Upstream::start(spec, self.identity.clone(), tx);
+        let backend = Arc::new(Backend { name: name.clone(), upstream, catalog: RwLock::default(), refresh: Notify::new() });
+        if let Some(old) = self.backends.write().insert(name, backend.clone()) {
+            tokio::spawn(async move { old.upstream.shutdown().await });
+        }
+        self.spawn_backend_tasks(&backend, rx);
+        backend
+    }
+
+    /// Stops and removes a backend.
+    pub async fn remove_backend(&self, name: &str) -> bool {
+        let removed = self.backends.write().remove(name);
+        match removed {
+            Some(b) => {
+                b.upstream.shutdown().await;
+                self.rebuild_catalog();
+                self.notify_list_changed_all();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
+        self.backends.read().get(name).cloned()
+    }
+
+    pub fn backends(&self) -> Vec<Arc<Backend>> {
+        self.backends.read().values().cloned().collect()
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().clone()
+    }
+
+    /// Stops every backend and ends every session.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.sessions.close_all();
+        let backends: Vec<_> = std::mem::take(&mut *self.backends.write()).into_values().collect();
+        futures::future::join_all(backends.iter().map(|b| b.upstream.shutdown())).await;
+    }
+
+    fn spawn_backend_tasks(self: &Arc<Self>, backend: &Arc<Backend>, mut rx: mpsc::Receiver<UpstreamEvent>) {
+        // Event loop: never blocks on a client; slow work is spawned.
+        let hub = Arc::downgrade(self);
+        let b = backend.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let Some(hub) = hub.upgrade() else { break };
+                match ev {
+                    UpstreamEvent::Health(Health::Ready) => b.refresh.notify_one(),
+                    UpstreamEvent::Health(h) => tracing::debug!(backend = %b.name, health = ?h, "backend health changed"),
+                    UpstreamEvent::Notification { method, params, context } => hub.on_backend_notification(&b, method, params, context),
+                    UpstreamEvent::Request { request, context, reply } => {
+                        let hub = hub.clone();
+                        let b = b.clone();
+                        tokio::spawn(async move {
+                            let answer = hub.on_backend_request(&b, request, context).await;
+                            let _ = reply.send(answer);
+                        });
+                    }
+                }
+            }
+        });
+        // Catalog refresher: coalesces bursts of list_changed into one fetch.
+        let hub = Arc::downgrade(self);
+        let b = backend.clone();
+        let stop = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = b.refresh.notified() => {}
+                }
+                let Some(hub) = hub.upgrade() else { break };
+                if hub.backend(&b.name).is_none_or(|cur| !Arc::ptr_eq(&cur, &b)) {
+                    break;
+                }
+                hub.refresh_backend(&b).await;
+            }
+        });
+    }
+
+    /// Fetches every list a backend offers and swaps in the new catalog.
+    async fn refresh_backend(&self, b: &Arc<Backend>) {
+        let Some(init) = b.upstream.status().init else { return };
+        let caps = &init.capabilities;
+        let has = |k: &str| caps.get(k).is_some_and(|v| !v.is_null());
+        let mut next = BackendCatalog::default();
+        let old = b.catalog();
+        for (kind, m, cap) in [
+            (Kind::Tools, method::TOOLS_LIST, "tools"),
+            (Kind::Prompts, method::PROMPTS_LIST, "prompts"),
+            (Kind::Resources, method::RESOURCES_LIST, "resources"),
+            (Kind::Templates, method::RESOURCES_TEMPLATES_LIST, "resources"),
+        ] {
+            if !has(cap) {
+                continue;
+            }
+            let items = match self.fetch_all(b, m, kind).await {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!(backend = %b.name, list = m, error = %e, "could not fetch list; keeping the previous one");
+                    match kind {
+                        Kind::Tools => old.tools.clone(),
+                        Kind::Prompts => old.prompts.clone(),
+                        Kind::Resources => old.resources.clone(),
+                        Kind::Templates => old.templates.clone(),
+                    }
+                }
+            };
+            match kind {
+                Kind::Tools => next.tools = items,
+                Kind::Prompts => next.prompts = items,
+                Kind::Resources => next.resources = items,
+                Kind::Templates => next.templates = items,
+            }
+        }
+        let changed = [
+            (old.tools != next.tools, method::TOOLS_LIST_CHANGED),
+            (old.prompts != next.prompts, method::PROMPTS_LIST_CHANGED),
+            (old.resources != next.resources || old.templates != next.templates, method::RESOURCES_LIST_CHANGED),
+        ];
+        tracing::info!(backend = %b.name, tools = next.tools.len(), prompts = next.prompts.len(), resources = next.resources.len(), "backend catalog loaded");
+        *b.catalog.write() = Arc::new(next);
+        self.rebuild_catalog();
+        for (did, m) in changed {
+            if did {
+                self.broadcast(|s| s.scope == Scope::Aggregate, &Notification::new(m, None));
+            }
+        }
+    }
+
+    async fn fetch_all(&self, b: &Backend, m: &str, kind: Kind) -> Result<Vec<Map<String, Value>>, CallError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let params = cursor.as_ref().map(|c| to_raw(&json!({ "cursor": c })));
+            let raw = b.upstream.request(m, params, CallOptions::default()).await?;
+            let mut page: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| CallError::Unavailable(format!("bad {m} result: {e}")))?;
+            if let Some(Value::Array(items)) = page.remove(kind.result_key()) {
+                out.extend(items.into_iter().filter_map(|v| match v {
+                    Value::Object(o) => Some(o),
+                    _ => None,
+                }));
+            }
+            match page.remove("nextCursor") {
+                Some(Value::String(c)) if !c.is_empty() => cursor = Some(c),
+                _ => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
+    fn rebuild_catalog(&self) {
+        let backends = self.backends();
+        let snaps: Vec<_> = backends.iter().map(|b| (b.name.clone(), b.catalog())).collect();
+        let cat = Catalog::build(snaps.iter().map(|(n, c)| (&**n, &**c)));
+        *self.catalog.write() = Arc::new(cat);
+    }
+
+    fn notify_list_changed_all(&self) {
+        for m in [method::TOOLS_LIST_CHANGED, method::PROMPTS_LIST_CHANGED, method::RESOURCES_LIST_CHANGED] {
+            self.broadcast(|s| s.scope == Scope::Aggregate, &Notification::new(m, None));
+        }
+    }
+
+    fn broadcast(&self, pred: impl Fn(&Session) -> bool, n: &Notification) {
+        for s in self.sessions.filter(pred) {
+            s.push(Message::Notification(n.clone()));
+        }
+    }
+
+    // ---- server-initiated traffic -------------------------------------------------------
+
+    fn on_backend_notification(&self, b: &Arc<Backend>, m: String, params: Option<Box<RawValue>>, context: Option<u64>) {
+        match m.as_str() {
+            method::TOOLS_LIST_CHANGED | method::PROMPTS_LIST_CHANGED | method::RESOURCES_LIST_CHANGED => {
+                b.refresh.notify_one();
+                let n = Notification::new(m, params);
+                self.broadcast(|s| s.scope == Scope::Backend(b.name.clone()), &n);
+            }
+            method::PROGRESS => {
+                let mut obj = match RawObject::parse(params.as_deref()) {
+                    Ok(o) => o,
+                    Err(_) => return,
+                };
+                let call = obj.get_str("progressToken").and_then(|t| t.strip_prefix(PROGRESS_PREFIX).and_then(|n| n.parse::<u64>().ok()));
+                let Some(route) = call.and_then(|c| self.calls.get(&c)) else {
+                    tracing::debug!(backend = %b.name, "progress for no call in flight; dropped");
+                    return;
+                };
+                if let Some(tok) = &route.progress_token {
+                    obj.set("progressToken", tok.clone());
+                }
+                let _ = route.sink.try_send(Message::Notification(Notification::new(m, Some(obj.to_raw()))));
+            }
+            method::RESOURCES_UPDATED => {
+                let uri = RawObject::parse(params.as_deref()).ok().and_then(|o| o.get_str("uri"));
+                let Some(uri) = uri else { return };
+                let n = Notification::new(m, params);
+                self.broadcast(|s| s.scope.sees(&b.name) && s.is_subscribed(&uri), &n);
+            }
+            _ => {
+                let level = (m == method::MESSAGE).then(|| RawObject::parse(params.as_deref()).ok().and_then(|o| o.get_str("level"))).flatten();
+                let n = Notification::new(m, params);
+                if let Some(route) = context.and_then(|c| self.calls.get(&c)) {
+                    if level.as_deref().is_none_or(|l| route.session.wants_log(l)) {
+                        let _ = route.sink.try_send(Message::Notification(n));
+                    }
+                    return;
+                }
+                self.broadcast(|s| s.scope.sees(&b.name) && level.as_deref().is_none_or(|l| s.wants_log(l)), &n);
+            }
+        }
+    }
+
+    /// The call a server-initiated request belongs to: the one named by the
+    /// transport, else the only call in flight on that backend.
+    fn route_for(&self, b: &Backend, context: Option<u64>) -> Option<(Arc<Session>, mpsc::Sender<Message>)> {
+        if let Some(r) = context.and_then(|c| self.calls.get(&c)) {
+            return Some((r.session.clone(), r.sink.clone()));
+        }
+        let mut found = None;
+        for r in &self.calls {
+            if r.backend == b.name {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some((r.session.clone(), r.sink.clone()));
+            }
+        }
+        found
+    }
+
+    async fn on_backend_request(&self, b: &Backend, req: Request, context: Option<u64>) -> Result<Box<RawValue>, ErrorObject> {
+        let capability = match req.method.as_str() {
+            method::SAMPLING_CREATE_MESSAGE => "sampling",
+            method::ELICITATION_CREATE => "elicitation",
+            method::ROOTS_LIST => "roots",
+            other => return Err(ErrorObject::method_not_found(other)),
+        };
+        let Some((session, sink)) = self.route_for(b, context) else {
+            if capability == "roots" {
+                return Ok(to_raw(&json!({ "roots": [] })));
+            }
+            return Err(ErrorObject::new(code::INTERNAL_ERROR, format!("No client session to route {} to", req.method)));
+        };
+        if !session.client_can(capability) {
+            if capability == "roots" {
+                return Ok(to_raw(&json!({ "roots": [] })));
+            }
+            return Err(ErrorObject::method_not_found(&req.method).with_data(json!({ "reason": format!("the client did not declare the {capability} capability") })));
+        }
+        let (id, rx) = session.expect_reply();
+        let out = Message::Request(Request { id: id.clone(), method: req.method, params: req.params });
+        if sink.send(out).await.is_err() {
+            session.forget_reply(&id);
+            return Err(ErrorObject::new(code::INTERNAL_ERROR, "The client's stream closed"));
+        }
+        tokio::select! {
+            r = rx => r.unwrap_or_else(|_| Err(ErrorObject::new(code::INTERNAL_ERROR, "The client session ended"))),
+            () = tokio::time::sleep(self.settings.request_timeout) => {
+                session.forget_reply(&id);
+                Err(ErrorObject::new(code::INTERNAL_ERROR, "The client did not answer in time"))
+            }
+        }
+    }
+
+    // ---- client requests ----------------------------------------------------------------
+
+    /// Handles a client notification.
+    pub async fn handle_notification(&self, session: &Arc<Session>, n: Notification) {
+        match n.method.as_str() {
+            method::INITIALIZED => {}
+            method::CANCELLED => {
+                if let Ok(obj) = RawObject::parse(n.params.as_deref()) {
+                    if let Some(id) = obj.get_as::<RequestId>("requestId") {
+                        session.cancel_call(&id);
+                    }
+                }
+            }
+            _ => {
+                // Other client notifications (e.g. roots/list_changed) go to the
+                // backends the session sees.
+                for b in self.backends().into_iter().filter(|b| session.scope.sees(&b.name)) {
+                    if b.upstream.status().health == Health::Ready {
+                        let _ = b.upstream.notify(&n.method, n.params.clone()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles a client response to a server→client request.
+    pub fn handle_response(&self, session: &Session, r: Response) {
+        if let Some(id) = r.id {
+            if !session.deliver_reply(&id, r.payload) {
+                tracing::debug!(session = %session.id, %id, "answer to no pending request; dropped");
+            }
+        }
+    }
+
+    /// Handles one client request; messages about it before its response
+    /// (progress, logging, sampling, ...) go to `sink`.
+    pub async fn handle_request(&self, session: &Arc<Session>, req: Request, sink: &mpsc::Sender<Message>) -> Response {
+        let id = req.id.clone();
+        let result = match &session.scope {
+            Scope::Aggregate => self.dispatch_aggregate(session, req, sink).await,
+            Scope::Backend(name) => {
+                let name = name.clone();
+                self.dispatch_backend(session, &name, req, sink).await
+            }
+        };
+        match result {
+            Ok(v) => Response::ok(id, v),
+            Err(e) => Response::err(Some(id), e),
+        }
+    }
+
+    async fn dispatch_aggregate(&self, session: &Arc<Session>, req: Request, sink: &mpsc::Sender<Message>) -> Result<Box<RawValue>, ErrorObject> {
+        match req.method.as_str() {
+            method::PING => Ok(to_raw(&json!({}))),
+            method::INITIALIZE => Err(ErrorObject::invalid_request("the session is already initialized")),
+            method::TOOLS_LIST => self.list(&req, Kind::Tools),
+            method::PROMPTS_LIST => self.list(&req, Kind::Prompts),
+            method::RESOURCES_LIST => self.list(&req, Kind::Resources),
+            method::RESOURCES_TEMPLATES_LIST => self.list(&req, Kind::Templates),
+            method::TOOLS_CALL | method::PROMPTS_GET => {
+                let mut params = params_object(&req)?;
+                let name = params.get_str("name").ok_or_else(|| ErrorObject::invalid_params("\"name\" must be a string"))?;
+                let cat = self.catalog();
+                let (route, what) = if req.method == method::TOOLS_CALL { (cat.tool(&name), "tool") } else { (cat.prompt(&name), "prompt") };
+                let route = route.cloned().ok_or_else(|| unknown(what, &name))?;
+                drop(cat);
+                params.set("name", to_raw(&route.original));
+                self.forward(session, &route.backend, &req, Some(params), sink).await
+            }
+            method::RESOURCES_READ | method::RESOURCES_SUBSCRIBE | method::RESOURCES_UNSUBSCRIBE => {
+                let mut params = params_object(&req)?;
+                let uri = params.get_str("uri").ok_or_else(|| ErrorObject::invalid_params("\"uri\" must be a string"))?;
+                let route = self.catalog().resource(&uri).ok_or_else(|| {
+                    ErrorObject::new(code::RESOURCE_NOT_FOUND, format!("Resource not found: {uri}")).with_data(json!({ "uri": uri }))
+                })?;
+                if route.original != uri {
+                    params.set("uri", to_raw(&route.original));
+                }
+                match req.method.as_str() {
+                    method::RESOURCES_SUBSCRIBE => session.subscribe(&route.original),
+                    method::RESOURCES_UNSUBSCRIBE => session.unsubscribe(&route.original),
+                    _ => {}
+                }
+                self.forward(session, &route.backend, &req, Some(params), sink).await
+            }
+            method::COMPLETION_COMPLETE => {
+                let mut params = params_object(&req)?;
+                let mut reference = params.get_as::<RawObject>("ref").ok_or_else(|| ErrorObject::invalid_params("\"ref\" must be an object"))?;
+                let backend = match reference.get_str("type").as_deref() {
+                    Some("ref/prompt") => {
+                        let name = reference.get_str("name").ok_or_else(|| ErrorObject::invalid_params("\"ref.name\" must be a string"))?;
+                        let route = self.catalog().prompt(&name).cloned().ok_or_else(|| unknown("prompt", &name))?;
+                        reference.set("name", to_raw(&route.original));
+                        route.backend
+                    }
+                    Some("ref/resource") => {
+                        let uri = reference.get_str("uri").ok_or_else(|| ErrorObject::invalid_params("\"ref.uri\" must be a string"))?;
+                        let route = self.catalog().resource(&uri).ok_or_else(|| unknown("resource", &uri))?;
+                        if route.original != uri {
+                            reference.set("uri", to_raw(&route.original));
+                        }
+                        route.backend
+                    }
+                    _ => return Err(ErrorObject::invalid_params("\"ref.type\" must be \"ref/prompt\" or \"ref/resource\"")),
+                };
+                params.set("ref", reference.to_raw());
+                self.forward(session, &backend, &req, Some(params), sink).await
+            }
+            method::LOGGING_SET_LEVEL => {
+                let params = params_object(&req)?;
+                let level = params.get_str("level").ok_or_else(|| ErrorObject::invalid_params("\"level\" must be a string"))?;
+                session.set_log_level(level);
+                // Backends are shared: ask them for the most verbose level any
+                // session wants and filter per session on the way back.
+                for b in self.backends() {
+                    let wants_logging = b.status().init.is_some_and(|i| i.capabilities.get("logging").is_some());
+                    if wants_logging {
+                        let _ = b.upstream.request(method::LOGGING_SET_LEVEL, Some(to_raw(&json!({ "level": "debug" }))), CallOptions::default()).await;
+                    }
+                }
+                Ok(to_raw(&json!({})))
+            }
+            other => Err(ErrorObject::method_not_found(other)),
+        }
+    }
+
+    async fn dispatch_backend(&self, session: &Arc<Session>, backend: &str, req: Request, sink: &mpsc::Sender<Message>) -> Result<Box<RawValue>, ErrorObject> {
+        match req.method.as_str() {
+            method::PING => Ok(to_raw(&json!({}))),
+            method::INITIALIZE => Err(ErrorObject::invalid_request("the session is already initialized")),
+            m => {
+                if m == method::RESOURCES_SUBSCRIBE || m == method::RESOURCES_UNSUBSCRIBE {
+                    if let Some(uri) = params_object(&req)?.get_str("uri") {
+                        if m == method::RESOURCES_SUBSCRIBE { session.subscribe(&uri) } else { session.unsubscribe(&uri) }
+                    }
+                }
+                let params = match &req.params {
+                    Some(p) if p.get().contains("progressToken") => Some(params_object(&req)?),
+                    _ => None,
+                };
+                self.forward(session, backend, &req, params, sink).await
+            }
+        }
+    }
+
+    /// Serves one page of a merged list.
+    fn list(&self, req: &Request, kind: Kind) -> Result<Box<RawValue>, ErrorObject> {
+        let cursor = match &req.params {
+            Some(p) => RawObject::parse(Some(p)).map_err(ErrorObject::invalid_params)?.get_as::<Option<String>>("cursor").flatten(),
+            None => None,
+        };
+        let offset = match cursor {
+            Some(c) => catalog::decode_cursor(&c).ok_or_else(|| ErrorObject::invalid_params("unknown cursor"))?,
+            None => 0,
+        };
+        let cat = self.catalog();
+        let (items, next) = catalog::page(cat.list(kind), offset, catalog::PAGE_SIZE);
+        #[derive(serde::Serialize)]
+        struct Page<'a> {
+            #[serde(flatten)]
+            items: BTreeMap<&'static str, &'a [Value]>,
+            #[serde(rename = "nextCursor", skip_serializing_if = "Option::is_none")]
+            next: Option<String>,
+        }
+        Ok(to_raw(&Page { items: BTreeMap::from([(kind.result_key(), items)]), next }))
+    }
+
+    /// Forwards a request to `backend`. `params` is the rewritten params
+    /// object, or `None` to forward the client's params untouched.
+    async fn forward(
+        &self,
+        session: &Arc<Session>,
+        backend: &str,
+        req: &Request,
+        params: Option<RawObject>,
+        sink: &mpsc::Sender<Message>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        let b = self.backend(backend).ok_or_else(|| {
+            ErrorObject::new(code::UPSTREAM_UNAVAILABLE, format!("Backend '{backend}' is not configured")).with_data(json!({ "backend": backend }))
+        })?;
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let mut progress_token = None;
+        let params = match params {
+            None => req.params.clone(),
+            Some(mut obj) => {
+                if let Some(mut meta) = obj.get_as::<RawObject>("_meta") {
+                    if let Some(tok) = meta.remove("progressToken") {
+                        meta.set("progressToken", to_raw(&format!("{PROGRESS_PREFIX}{call}")));
+                        obj.set("_meta", meta.to_raw());
+                        progress_token = Some(tok);
+                    }
+                }
+                Some(obj.to_raw())
+            }
+        };
+        self.calls.insert(call, CallRoute { session: session.clone(), sink: sink.clone(), backend: b.name.clone(), progress_token });
+        let cancel = session.begin_call(req.id.clone());
+        let opts = CallOptions { timeout: None, cancel: Some(cancel), context: Some(call) };
+        let result = b.upstream.request(&req.method, params, opts).await;
+        session.end_call(&req.id);
+        self.calls.remove(&call);
+        result.map_err(|e| e.to_error_object(&b.name))
+    }
+
+    /// The `initialize` result for a new session.
+    pub async fn initialize_result(&self, scope: &Scope, version: &str) -> Result<Box<RawValue>, ErrorObject> {
+        match scope {
+            Scope::Aggregate => {
+                let instructions: Vec<String> = self
+                    .backends()
+                    .iter()
+                    .filter_map(|b| b.status().init.and_then(|i| i.instructions.clone()).map(|t| format!("[{}] {t}", b.name)))
+                    .collect();
+                let mut result = json!({
+                    "protocolVersion": version,
+                    "capabilities": {
+                        "tools": { "listChanged": true },
+                        "prompts": { "listChanged": true },
+                        "resources": { "subscribe": true, "listChanged": true },
+                        "logging": {},
+                        "completions": {},
+                    },
+                    "serverInfo": { "name": "gatehouse", "title": "Gatehouse", "version": env!("CARGO_PKG_VERSION") },
+                });
+                if !instructions.is_empty() {
+                    result["instructions"] = Value::String(instructions.join("\n\n"));
+                }
+                Ok(to_raw(&result))
+            }
+            Scope::Backend(name) => {
+                let b = self.backend(name).ok_or_else(|| unknown("backend", name))?;
+                let info = b.upstream.wait_ready(INIT_WAIT).await.map_err(|e| e.to_error_object(name))?;
+                let mut obj = RawObject::parse(Some(&info.raw)).map_err(ErrorObject::internal)?;
+                obj.set("protocolVersion", to_raw(version));
+                Ok(obj.to_raw())
+            }
+        }
+    }
+}
+
+fn params_object(req: &Request) -> Result<RawObject, ErrorObject> {
+    RawObject::parse(req.params.as_deref()).map_err(|_| ErrorObject::invalid_params("params must be an object"))
+}
+
+fn unknown(what: &str, name: &str) -> ErrorObject {
+    ErrorObject::new(code::INVALID_PARAMS, format!("Unknown {what}: {name}")).with_data(json!({ "reason": "unknown_name", "kind": what, "name": name }))
+}

@@ -1,0 +1,14 @@
+//! The MCP data plane: front door, sessions, routing and aggregation.
+//!
+//! Hand-rolled on the thin envelope of `gatehouse_proto`: only what routing
+//! needs is decoded, gateway-owned names are rewritten, and everything else
+//! passes through untouched.
+
+pub mod catalog;
+pub mod guard;
+pub mod http;
+pub mod hub;
+pub mod naming;
+pub mod session;
+
+pub use hub::{Hub, HubSettings};

@@ -1,0 +1,359 @@
+//! Client sessions of the streamable HTTP front door.
+//!
+//! A session is created by `initialize`, named by an unguessable
+//! `Mcp-Session-Id`, owned by the principal that created it, and ends on
+//! `DELETE`, after sitting idle too long, or when the hub shuts down. It holds
+//! what the gateway must remember between requests: the negotiated protocol
+//! version, what the client can do, its open server→client stream, the
+//! server→client requests waiting for the client's answer, and its calls in
+//! flight (so `notifications/cancelled` can reach them).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use gatehouse_proto::{ErrorObject, Message, RequestId};
+use parking_lot::Mutex;
+use rand::RngCore;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// What a session can see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// `/mcp`: every backend, names namespaced.
+    Aggregate,
+    /// `/mcp/{backend}`: one backend, names as the backend has them.
+    Backend(Arc<str>),
+}
+
+impl Scope {
+    /// True when this scope shows `backend`.
+    pub fn sees(&self, backend: &str) -> bool {
+        match self {
+            Self::Aggregate => true,
+            Self::Backend(b) => &**b == backend,
+        }
+    }
+}
+
+/// The answer to a server→client request, as the client sent it.
+pub type ClientReply = Result<Box<RawValue>, ErrorObject>;
+
+/// One client session.
+pub struct Session {
+    pub id: String,
+    /// The user that created it; only that user may use it.
+    pub owner: String,
+    pub scope: Scope,
+    pub protocol_version: String,
+    pub client_info: Value,
+    pub client_capabilities: Value,
+    last_seen: Mutex<Instant>,
+    stream: Mutex<Option<mpsc::Sender<Message>>>,
+    pending: Mutex<HashMap<RequestId, oneshot::Sender<ClientReply>>>,
+    inflight: Mutex<HashMap<RequestId, CancellationToken>>,
+    subscriptions: Mutex<HashSet<String>>,
+    log_level: Mutex<Option<String>>,
+    next_id: AtomicI64,
+    /// Cancelled when the session ends.
+    pub closed: CancellationToken,
+}
+
+impl Session {
+    fn new(owner: String, scope: Scope, protocol_version: String, client_info: Value, client_capabilities: Value) -> Self {
+        Self {
+            id: new_session_id(),
+            owner,
+            scope,
+            protocol_version,
+            client_info,
+            client_capabilities,
+            last_seen: Mutex::new(Instant::now()),
+            stream: Mutex::new(None),
+            pending: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashSet::new()),
+            log_level: Mutex::new(None),
+            next_id: AtomicI64::new(1),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    pub fn touch(&self) {
+        *self.last_seen.lock() = Instant::now();
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_seen.lock().elapsed()
+    }
+
+    /// True when the client declared capability `name` (e.g. `sampling`).
+    pub fn client_can(&self, name: &str) -> bool {
+        self.client_capabilities.get(name).is_some_and(|v| !v.is_null())
+    }
+
+    /// Opens (or replaces) the standalone server→client stream.
+    pub fn open_stream(&self, capacity: usize) -> mpsc::Receiver<Message> {
+        let (tx, rx) = mpsc::channel(capacity);
+        *self.stream.lock() = Some(tx);
+        rx
+    }
+
+    /// Sends a message on the standalone stream; false when none is open or
+    /// the client is not keeping up (the message is dropped, as the
+    /// transport allows for unsolicited messages).
+    pub fn push(&self, msg: Message) -> bool {
+        let mut guard = self.stream.lock();
+        let Some(tx) = guard.as_ref() else { return false };
+        match tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                *guard = None;
+                false
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(session = %self.id, "client stream is full; dropping a server notification");
+                false
+            }
+        }
+    }
+
+    /// Registers a server→client request and returns the id to send it with.
+    pub fn expect_reply(&self) -> (RequestId, oneshot::Receiver<ClientReply>) {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = RequestId::String(format!("gh-{n}"));
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(id.clone(), tx);
+        (id, rx)
+    }
+
+    /// Forgets a server→client request that will not be answered.
+    pub fn forget_reply(&self, id: &RequestId) {
+        self.pending.lock().remove(id);
+    }
+
+    /// Delivers the client's answer to a server→client request; false when
+    /// nothing was waiting for it.
+    pub fn deliver_reply(&self, id: &RequestId, reply: ClientReply) -> bool {
+        match self.pending.lock().remove(id) {
+            Some(tx) => tx.send(reply).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn begin_call(&self, id: RequestId) -> CancellationToken {
+        let token = self.closed.child_token();
+        self.inflight.lock().insert(id, token.clone());
+        token
+    }
+
+    pub fn end_call(&self, id: &RequestId) {
+        self.inflight.lock().remove(id);
+    }
+
+    /// Cancels the client's call `id`; false when it is not in flight.
+    pub fn cancel_call(&self, id: &RequestId) -> bool {
+        match self.inflight.lock().remove(id) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn subscribe(&self, uri: &str) {
+        self.subscriptions.lock().insert(uri.to_owned());
+    }
+
+    pub fn unsubscribe(&self, uri: &str) {
+        self.subscriptions.lock().remove(uri);
+    }
+
+    pub fn is_subscribed(&self, uri: &str) -> bool {
+        self.subscriptions.lock().contains(uri)
+    }
+
+    pub fn set_log_level(&self, level: String) {
+        *self.log_level.lock() = Some(level);
+    }
+
+    /// True when a log message of `level` passes the level the client set
+    /// (everything passes when it set none).
+    pub fn wants_log(&self, level: &str) -> bool {
+        match self.log_level.lock().as_deref() {
+            None => true,
+            Some(min) => severity(level) >= severity(min),
+        }
+    }
+}
+
+/// RFC 5424 severity order used by MCP logging.
+fn severity(level: &str) -> u8 {
+    match level {
+        "debug" => 0,
+        "info" => 1,
+        "notice" => 2,
+        "warning" => 3,
+        "error" => 4,
+        "critical" => 5,
+        "alert" => 6,
+        "emergency" => 7,
+        _ => 1,
+    }
+}
+
+/// 128 random bits, hex: unguessable and within the visible-ASCII rule of the spec.
+fn new_session_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("too many sessions (limit {0})")]
+pub struct TooManySessions(pub usize);
+
+/// Every live session.
+pub struct Sessions {
+    map: DashMap<String, Arc<Session>>,
+    max: usize,
+    idle_timeout: Duration,
+}
+
+impl Sessions {
+    pub fn new(max: usize, idle_timeout: Duration) -> Self {
+        Self { map: DashMap::new(), max, idle_timeout }
+    }
+
+    pub fn create(
+        &self,
+        owner: String,
+        scope: Scope,
+        protocol_version: String,
+        client_info: Value,
+        client_capabilities: Value,
+    ) -> Result<Arc<Session>, TooManySessions> {
+        if self.map.len() >= self.max {
+            self.reap();
+            if self.map.len() >= self.max {
+                return Err(TooManySessions(self.max));
+            }
+        }
+        let s = Arc::new(Session::new(owner, scope, protocol_version, client_info, client_capabilities));
+        self.map.insert(s.id.clone(), s.clone());
+        Ok(s)
+    }
+
+    /// The session `id` if it exists and belongs to `owner`.
+    pub fn get(&self, id: &str, owner: &str) -> Option<Arc<Session>> {
+        let s = self.map.get(id)?.clone();
+        (s.owner == owner).then(|| {
+            s.touch();
+            s
+        })
+    }
+
+    /// Ends session `id` of `owner`; false when there was none.
+    pub fn remove(&self, id: &str, owner: &str) -> bool {
+        let Some(s) = self.map.remove_if(id, |_, s| s.owner == owner).map(|(_, s)| s) else { return false };
+        s.closed.cancel();
+        true
+    }
+
+    /// Ends sessions idle longer than the timeout; returns how many.
+    pub fn reap(&self) -> usize {
+        let before = self.map.len();
+        let timeout = self.idle_timeout;
+        self.map.retain(|_, s| {
+            let keep = s.idle_for() < timeout;
+            if !keep {
+                s.closed.cancel();
+            }
+            keep
+        });
+        before - self.map.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// A snapshot of the sessions matching `pred`.
+    pub fn filter(&self, pred: impl Fn(&Session) -> bool) -> Vec<Arc<Session>> {
+        self.map.iter().filter(|e| pred(e.value())).map(|e| e.value().clone()).collect()
+    }
+
+    /// Ends every session (hub shutdown).
+    pub fn close_all(&self) {
+        for e in &self.map {
+            e.value().closed.cancel();
+        }
+        self.map.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_belong_to_their_owner_and_end() {
+        let s = Sessions::new(10, Duration::from_secs(60));
+        let a = s.create("alice".into(), Scope::Aggregate, "2025-11-25".into(), Value::Null, serde_json::json!({"sampling":{}})).unwrap();
+        assert_eq!(a.id.len(), 32);
+        assert!(s.get(&a.id, "bob").is_none());
+        assert!(s.get(&a.id, "alice").is_some());
+        assert!(a.client_can("sampling"));
+        assert!(!a.client_can("elicitation"));
+        assert!(!s.remove(&a.id, "bob"));
+        assert!(s.remove(&a.id, "alice"));
+        assert!(a.closed.is_cancelled());
+        assert!(s.get(&a.id, "alice").is_none());
+    }
+
+    #[test]
+    fn limit_and_idle_reaping() {
+        let s = Sessions::new(1, Duration::ZERO);
+        s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        // The idle one is reaped to make room.
+        s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        let s = Sessions::new(1, Duration::from_secs(3600));
+        s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        assert!(s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).is_err());
+    }
+
+    #[test]
+    fn replies_and_cancellation() {
+        let s = Sessions::new(4, Duration::from_secs(60));
+        let a = s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        let (id, mut rx) = a.expect_reply();
+        assert!(a.deliver_reply(&id, Err(ErrorObject::internal("x"))));
+        assert!(rx.try_recv().unwrap().is_err());
+        assert!(!a.deliver_reply(&id, Err(ErrorObject::internal("again"))));
+        let t = a.begin_call(RequestId::Number(1));
+        assert!(a.cancel_call(&RequestId::Number(1)));
+        assert!(t.is_cancelled());
+        assert!(!a.cancel_call(&RequestId::Number(1)));
+    }
+
+    #[test]
+    fn log_levels() {
+        let s = Sessions::new(4, Duration::from_secs(60));
+        let a = s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        assert!(a.wants_log("debug"));
+        a.set_log_level("warning".into());
+        assert!(!a.wants_log("info"));
+        assert!(a.wants_log("error"));
+    }
+}

@@ -1,0 +1,159 @@
+//! Assembles the hub: store, authenticator, MCP router, HTTP routes, and the
+//! listener with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Json};
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::mcp::guard::OriginPolicy;
+use crate::mcp::{Hub, HubSettings};
+use crate::store::Store;
+
+/// Everything a request handler may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub auth: Authenticator,
+    pub hub: Arc<Hub>,
+    pub origins: Arc<OriginPolicy>,
+}
+
+impl AppState {
+    /// Connects the store, loads the key secret and starts every configured
+    /// backend (in the background: a backend that fails to start does not stop
+    /// the hub).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::from_config(&config.database)
+            .await
+            .with_context(|| format!("database.url: cannot open {}", crate::config::redact_url_password(&config.database.url)))?;
+        let secret = crate::auth::load_secret(&config.auth, &store).await.context("auth: cannot load the key secret")?;
+        let auth = Authenticator::new(store.clone(), secret);
+        let hub = Hub::new(HubSettings {
+            request_timeout: Duration::from_secs(config.mcp.request_timeout_secs),
+            session_idle_timeout: Duration::from_secs(config.mcp.session_idle_timeout_secs),
+            max_sessions: config.mcp.max_sessions,
+        });
+        let default_timeout = Duration::from_secs(config.mcp.request_timeout_secs);
+        for b in config.backends.iter().filter(|b| b.enabled) {
+            hub.add_backend(b.to_upstream_spec(default_timeout));
+        }
+        let origins = Arc::new(OriginPolicy::new(&config.server.public_url, &config.server.allowed_hosts, &config.server.allowed_origins));
+        Ok(Self { config: Arc::new(config), store, auth, hub, origins })
+    }
+}
+
+/// The hub's HTTP routes.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.server.max_body_bytes;
+    Router::new()
+        .merge(crate::mcp::http::routes())
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .route("/", get(index))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn ready(State(st): State<AppState>) -> impl IntoResponse {
+    let store_ok = st.store.ping().await.is_ok();
+    let backends: serde_json::Map<String, serde_json::Value> = st
+        .hub
+        .backends()
+        .iter()
+        .map(|b| {
+            let s = b.status();
+            (b.name.to_string(), json!({ "health": format!("{:?}", s.health).split([' ', '{']).next().unwrap_or_default().to_ascii_lowercase(), "restarts": s.restarts, "lastError": s.last_error }))
+        })
+        .collect();
+    let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "status": if store_ok { "ready" } else { "unavailable" }, "store": store_ok, "backends": backends })))
+}
+
+async fn index(State(st): State<AppState>) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>Gatehouse</title></head><body>\
+         <h1>Gatehouse</h1><p>MCP endpoint: <code>{0}/mcp</code></p>\
+         <p>Create a key: <code>gateway-server keys create --user YOU --name laptop</code></p></body></html>",
+        html_escape(&st.config.server.public_url)
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Serves `state` on `listener` until `shutdown` fires, then drains.
+pub async fn serve_on(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let hub = state.hub.clone();
+    let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    let app = router(state);
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move { stop.cancelled().await });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        r = &mut server => r?,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
+    }
+    hub.shutdown().await;
+    Ok(())
+}
+
+/// Runs the hub with `config` until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.server.listen.clone();
+    let state = AppState::build(config).await?;
+    let listener = TcpListener::bind(&listen).await.with_context(|| format!("server.listen: cannot bind {listen}"))?;
+    let addr = listener.local_addr()?;
+    let public = state.config.server.public_url.clone();
+    tracing::info!(%addr, backends = state.config.backends.len(), store = state.store.kind(), "Gatehouse hub listening");
+    // A closed stdout (e.g. piped into `head`) must not stop the hub: ignore write errors.
+    let banner = format!(
+        "Gatehouse {} listening on http://{addr}\n  MCP endpoint:  {public}/mcp   (one backend: {public}/mcp/<backend>)\n  Health:        {public}/health/ready\n  Next: create a key with `gateway-server keys create --user you --name laptop` and point your MCP client at {public}/mcp\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        trigger.cancel();
+    });
+    serve_on(listener, state, shutdown).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the hub, one binary with a module per area.
+
+mod cli;
+mod config;
+mod mcp;
+mod store;
+mod support;

@@ -1,0 +1,271 @@
+//! The MCP front door end to end: sessions, aggregation, routing, and every
+//! kind of bad input, against real stdio backends.
+
+use serde_json::{Value, json};
+
+use crate::support::{Client, TestHub, fixture_file};
+
+fn misbehaving(name: &str, timeout_secs: u64) -> String {
+    format!(
+        "[[backends]]\nname = \"{name}\"\ntransport = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\ntimeout_secs = {timeout_secs}\n",
+        fixture_file("misbehaving.py").display()
+    )
+}
+
+async fn hub_with_two() -> TestHub {
+    let hub = TestHub::start(&format!("{}{}", misbehaving("alpha", 2), misbehaving("beta", 2))).await;
+    hub.wait_backend("alpha").await;
+    hub.wait_backend("beta").await;
+    hub
+}
+
+fn names(list: &Value, key: &str) -> Vec<String> {
+    list[key].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn aggregates_namespaces_and_routes() {
+    let hub = hub_with_two().await;
+    let mut c = hub.client("/mcp");
+    let init = c.initialize().await;
+    assert_eq!(init["protocolVersion"], "2025-11-25");
+    assert_eq!(init["serverInfo"]["name"], "gatehouse");
+    assert!(init["capabilities"]["tools"].is_object());
+
+    let tools = c.call("tools/list", json!({})).await;
+    let mut got = names(&tools, "tools");
+    got.sort();
+    assert!(got.contains(&"alpha__ok".to_owned()) && got.contains(&"beta__ok".to_owned()), "{got:?}");
+    assert!(tools.get("nextCursor").is_none());
+
+    let r = c.call("tools/call", json!({ "name": "beta__ok", "arguments": {}, "_meta": { "vendor/x": [1, 2] } })).await;
+    assert_eq!(r["content"][0]["text"], "fine");
+
+    // A name no backend owns is a JSON-RPC error, not an HTTP error.
+    let r = c.request("tools/call", json!({ "name": "gamma__ok", "arguments": {} })).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body()["error"]["code"], -32602, "{:?}", r.body());
+    assert!(r.body()["error"]["message"].as_str().unwrap().contains("gamma__ok"));
+
+    // Unknown methods.
+    let r = c.request("nope/nothing", json!({})).await;
+    assert_eq!(r.body()["error"]["code"], -32601);
+
+    // ping is answered by the hub.
+    assert_eq!(c.call("ping", json!({})).await, json!({}));
+}
+
+#[tokio::test]
+async fn single_backend_endpoint_is_not_namespaced() {
+    let hub = hub_with_two().await;
+    let mut c = hub.client("/mcp/alpha");
+    let init = c.initialize().await;
+    assert_eq!(init["serverInfo"]["name"], "misbehaving", "the backend's own initialize result passes through");
+    let tools = c.call("tools/list", json!({})).await;
+    assert!(names(&tools, "tools").contains(&"ok".to_owned()));
+    let r = c.call("tools/call", json!({ "name": "ok", "arguments": {} })).await;
+    assert_eq!(r["content"][0]["text"], "fine");
+
+    // A session of /mcp/alpha is not valid on /mcp/beta or /mcp.
+    let mut other = hub.client("/mcp/beta");
+    other.session = c.session.clone();
+    assert_eq!(other.request("ping", json!({})).await.status, 404);
+
+    let unknown = hub.client("/mcp/nosuch");
+    assert_eq!(unknown.post(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})).await.status, 404);
+}
+
+#[tokio::test]
+async fn sessions_notifications_and_delete() {
+    let hub = hub_with_two().await;
+    let mut c = hub.client("/mcp");
+    c.initialize().await;
+    // Notifications and responses get 202 with no body.
+    let r = c.post(&json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 99 } })).await;
+    assert_eq!((r.status, r.messages.len()), (202, 0));
+    // Missing session id on a non-initialize request: 400.
+    let mut anon = hub.client("/mcp");
+    assert_eq!(anon.request("tools/list", json!({})).await.status, 400);
+    // Unknown session: 404.
+    anon.session = Some("0123456789abcdef0123456789abcdef".into());
+    let r = anon.request("tools/list", json!({})).await;
+    assert_eq!(r.status, 404);
+    assert!(r.body()["error"]["message"].as_str().unwrap().contains("Session not found"));
+    // DELETE ends it; then it is unknown.
+    assert_eq!(c.delete().await, 200);
+    assert_eq!(c.request("tools/list", json!({})).await.status, 404);
+    assert_eq!(c.delete().await, 404);
+}
+
+#[tokio::test]
+async fn another_users_session_is_not_found() {
+    let hub = hub_with_two().await;
+    let mut c = hub.client("/mcp");
+    c.initialize().await;
+    let bob_key = crate::support::create_key(&hub.state, "bob").await;
+    let mut bob = Client::new(format!("{}/mcp", hub.base), Some(bob_key));
+    bob.session = c.session.clone();
+    assert_eq!(bob.request("tools/list", json!({})).await.status, 404);
+}
+
+#[tokio::test]
+async fn batches_only_for_2025_03_26() {
+    let hub = hub_with_two().await;
+    let batch = json!([
+        { "jsonrpc": "2.0", "id": 1, "method": "ping" },
+        { "jsonrpc": "2.0", "method": "notifications/initialized" },
+        { "jsonrpc": "2.0", "id": 2, "method": "tools/list" },
+        { "bad": true }
+    ]);
+    let mut old = hub.client("/mcp");
+    old.version = "2025-03-26".into();
+    old.initialize().await;
+    let r = old.post(&batch).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let replies = r.body().as_array().unwrap().clone();
+    assert_eq!(replies.len(), 3, "{replies:?}");
+    assert!(replies.iter().any(|m| m["id"] == 1 && m["result"] == json!({})));
+    assert!(replies.iter().any(|m| m["id"] == 2 && m["result"]["tools"].is_array()));
+    assert!(replies.iter().any(|m| m["error"]["code"] == -32600));
+
+    let mut new = hub.client("/mcp");
+    new.initialize().await;
+    let r = new.post(&batch).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body()["error"]["code"], -32600);
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_the_hub_keeps_serving() {
+    let hub = hub_with_two().await;
+    let mut c = hub.client("/mcp");
+    c.initialize().await;
+
+    // Malformed JSON.
+    let r = c.post_raw("{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ", &[]).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body()["error"]["code"], -32700);
+    assert_eq!(r.body()["id"], Value::Null);
+    // A JSON-RPC envelope with missing fields.
+    let r = c.post(&json!({ "id": 5, "method": "ping" })).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.body()["error"]["code"], -32600);
+    let r = c.post(&json!({ "jsonrpc": "2.0", "id": 5 })).await;
+    assert_eq!(r.status, 400);
+    // A huge body: 413.
+    let huge = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}", "a".repeat(5 * 1024 * 1024));
+    let r = c.post_raw(huge, &[]).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.body()["error"]["code"], -32600);
+    // Wrong content type.
+    let r = c.post_raw("{}", &[("content-type", "text/plain")]).await;
+    assert_eq!(r.status, 415);
+    // Unsupported protocol version header.
+    let r = c.post_raw(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string(), &[("mcp-protocol-version", "1999-01-01")]).await;
+    assert_eq!(r.status, 400);
+    // Params of the wrong type.
+    let r = c.request("tools/call", json!([1, 2])).await;
+    assert_eq!(r.body()["error"]["code"], -32602);
+    let r = c.request("tools/call", json!({ "name": 7 })).await;
+    assert_eq!(r.body()["error"]["code"], -32602);
+    // Initialize with bad params.
+    let mut fresh = hub.client("/mcp");
+    let r = fresh.request("initialize", json!({ "capabilities": {} })).await;
+    assert_eq!(r.body()["error"]["code"], -32602);
+
+    // Still serving.
+    assert_eq!(c.call("ping", json!({})).await, json!({}));
+    let r = c.call("tools/call", json!({ "name": "alpha__ok", "arguments": {} })).await;
+    assert_eq!(r["content"][0]["text"], "fine");
+}
+
+#[tokio::test]
+async fn auth_host_and_origin() {
+    let hub = hub_with_two().await;
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "x", "version": "1" } } });
+    // No key.
+    let r = Client::new(format!("{}/mcp", hub.base), None).post(&init).await;
+    assert_eq!(r.status, 401);
+    let challenge = r.headers.get("www-authenticate").expect("WWW-Authenticate").to_str().unwrap().to_owned();
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+    // Wrong key (well-formed and malformed).
+    for bad in ["gk_0000000000000000000000000000000000000000000", "nonsense"] {
+        let r = Client::new(format!("{}/mcp", hub.base), Some(bad.into())).post(&init).await;
+        assert_eq!(r.status, 401, "{bad}");
+        assert!(r.headers.get("www-authenticate").unwrap().to_str().unwrap().contains("invalid_token"));
+        assert!(!format!("{:?}", r.messages).contains(bad), "the key is never echoed");
+    }
+    // Bad Origin (a browser page of another site) and bad Host (DNS rebinding).
+    let c = hub.client("/mcp");
+    assert_eq!(c.post_raw(init.to_string(), &[("origin", "https://evil.example")]).await.status, 403);
+    assert_eq!(c.post_raw(init.to_string(), &[("host", "evil.example")]).await.status, 403);
+    // A loopback Origin is fine.
+    assert_eq!(c.post_raw(init.to_string(), &[("origin", "http://localhost:6274")]).await.status, 200);
+}
+
+#[tokio::test]
+async fn dead_and_silent_upstreams_give_json_rpc_errors() {
+    let hub = hub_with_two().await;
+    let mut c = hub.client("/mcp");
+    c.initialize().await;
+
+    // Never answers: the per-request timeout (2 s here) gives a JSON-RPC error.
+    let started = std::time::Instant::now();
+    let r = c.request("tools/call", json!({ "name": "alpha__hang", "arguments": {} })).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body()["error"]["code"], -32011, "{:?}", r.body());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // Crashes mid-call: a JSON-RPC error at once, not a hang.
+    let r = c.request("tools/call", json!({ "name": "beta__crash", "arguments": {} })).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body()["error"]["code"], -32010, "{:?}", r.body());
+    assert!(r.body()["error"]["message"].as_str().unwrap().contains("beta"));
+
+    // The other backend is unaffected, and the crashed one comes back.
+    let r = c.call("tools/call", json!({ "name": "alpha__ok", "arguments": {} })).await;
+    assert_eq!(r["content"][0]["text"], "fine");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = c.request("tools/call", json!({ "name": "beta__ok", "arguments": {} })).await;
+        if r.body()["result"]["content"][0]["text"] == "fine" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "beta did not come back: {:?}", r.body());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(hub.state.hub.backend("beta").unwrap().status().restarts >= 1);
+}
+
+#[tokio::test]
+async fn a_backend_that_cannot_start_does_not_stop_the_hub() {
+    let toml = format!(
+        "{}[[backends]]\nname = \"broken\"\ntransport = \"stdio\"\ncommand = \"/nonexistent/definitely-not-here\"\n",
+        misbehaving("alpha", 5)
+    );
+    let hub = TestHub::start(&toml).await;
+    hub.wait_backend("alpha").await;
+    let mut c = hub.client("/mcp");
+    c.initialize().await;
+    let tools = c.call("tools/list", json!({})).await;
+    assert!(names(&tools, "tools").iter().all(|n| !n.starts_with("broken__")));
+    let st = hub.state.hub.backend("broken").unwrap().status();
+    assert!(matches!(st.health, gatehouse_upstream::Health::Unhealthy { .. } | gatehouse_upstream::Health::Starting), "{st:?}");
+    // /health/ready reports it.
+    let ready: Value = reqwest::get(format!("{}/health/ready", hub.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["store"], true);
+    assert!(ready["backends"]["broken"]["health"].as_str().unwrap() != "ready", "{ready}");
+    // Its single-backend endpoint answers initialize with a clear error.
+    let mut b = hub.client("/mcp/broken");
+    let r = b.request("initialize", json!({ "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "x", "version": "1" } })).await;
+    assert_eq!(r.body()["error"]["code"], -32010, "{:?}", r.body());
+}
+
+#[tokio::test]
+async fn large_results_pass_through() {
+    let hub = hub_with_two().await;
+    let mut c = hub.client("/mcp");
+    c.initialize().await;
+    let r = c.call("tools/call", json!({ "name": "alpha__big", "arguments": {} })).await;
+    assert_eq!(r["content"][0]["text"].as_str().unwrap().len(), 2_000_000);
+}

@@ -1,0 +1,93 @@
+//! MCP protocol constants: eras, method names, header names and error codes.
+
+/// Protocol revisions, oldest first.
+pub const V2024_11_05: &str = "2024-11-05";
+pub const V2025_03_26: &str = "2025-03-26";
+pub const V2025_06_18: &str = "2025-06-18";
+pub const V2025_11_25: &str = "2025-11-25";
+pub const V2026_07_28: &str = "2026-07-28";
+
+/// Every revision the gateway can speak with clients, oldest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &[V2024_11_05, V2025_03_26, V2025_06_18, V2025_11_25];
+
+/// The revision offered when the peer asks for one we do not know.
+pub const LATEST_VERSION: &str = V2025_11_25;
+
+/// The revision assumed for streamable HTTP requests without a
+/// `MCP-Protocol-Version` header (as the 2025-06-18 transport spec requires).
+pub const DEFAULT_HTTP_VERSION: &str = V2025_03_26;
+
+/// True when `v` is a revision this crate knows.
+pub fn is_supported(v: &str) -> bool {
+    SUPPORTED_VERSIONS.contains(&v)
+}
+
+/// Picks the revision to answer an `initialize` with: the client's own when we
+/// support it, else our latest (the client then decides whether to continue).
+pub fn negotiate(requested: &str) -> &'static str {
+    SUPPORTED_VERSIONS
+        .iter()
+        .copied()
+        .find(|v| *v == requested)
+        .unwrap_or(LATEST_VERSION)
+}
+
+/// HTTP header names of the streamable HTTP transport.
+pub mod header {
+    pub const SESSION_ID: &str = "mcp-session-id";
+    pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+    pub const LAST_EVENT_ID: &str = "last-event-id";
+}
+
+/// Method names the gateway routes on.
+pub mod method {
+    pub const INITIALIZE: &str = "initialize";
+    pub const INITIALIZED: &str = "notifications/initialized";
+    pub const PING: &str = "ping";
+    pub const TOOLS_LIST: &str = "tools/list";
+    pub const TOOLS_CALL: &str = "tools/call";
+    pub const PROMPTS_LIST: &str = "prompts/list";
+    pub const PROMPTS_GET: &str = "prompts/get";
+    pub const RESOURCES_LIST: &str = "resources/list";
+    pub const RESOURCES_TEMPLATES_LIST: &str = "resources/templates/list";
+    pub const RESOURCES_READ: &str = "resources/read";
+    pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
+    pub const RESOURCES_UNSUBSCRIBE: &str = "resources/unsubscribe";
+    pub const COMPLETION_COMPLETE: &str = "completion/complete";
+    pub const LOGGING_SET_LEVEL: &str = "logging/setLevel";
+    pub const CANCELLED: &str = "notifications/cancelled";
+    pub const PROGRESS: &str = "notifications/progress";
+    pub const MESSAGE: &str = "notifications/message";
+    pub const TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
+    pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
+    pub const RESOURCES_LIST_CHANGED: &str = "notifications/resources/list_changed";
+    pub const RESOURCES_UPDATED: &str = "notifications/resources/updated";
+    pub const ROOTS_LIST_CHANGED: &str = "notifications/roots/list_changed";
+    pub const SAMPLING_CREATE_MESSAGE: &str = "sampling/createMessage";
+    pub const ELICITATION_CREATE: &str = "elicitation/create";
+    pub const ROOTS_LIST: &str = "roots/list";
+}
+
+/// JSON-RPC error codes. The standard ones plus the gateway's own stable codes
+/// in the implementation-defined server error range (-32000..-32099).
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// MCP: resource not found.
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// The backend that owns the name is not reachable (crashed, starting, tunnel down).
+    pub const UPSTREAM_UNAVAILABLE: i64 = -32010;
+    /// The backend did not answer within the request timeout.
+    pub const UPSTREAM_TIMEOUT: i64 = -32011;
+    /// The request was refused by policy.
+    pub const POLICY_DENIED: i64 = -32012;
+    /// The request was refused by a rate limit or budget.
+    pub const RATE_LIMITED: i64 = -32013;
+    /// No backend owns the tool, prompt or resource named in the request.
+    pub const UNKNOWN_NAME: i64 = -32014;
+    /// The session is unknown or has ended.
+    pub const SESSION_NOT_FOUND: i64 = -32001;
+}
