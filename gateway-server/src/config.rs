@@ -89,11 +89,7 @@ impl MapEnv {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for MapEnv {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 }
 
@@ -119,12 +115,7 @@ pub enum ConfigError {
     },
     /// The file is not valid TOML.
     #[error("{origin}:{line}:{column}: {message}")]
-    Syntax {
-        origin: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { origin: String, line: usize, column: usize, message: String },
     /// A key has a bad value, is unknown, or is missing.
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
@@ -132,10 +123,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            key: key.into(),
-            message: message.into(),
-        }
+        Self::Invalid { key: key.into(), message: message.into() }
     }
 
     /// The key path this error is about, when it is about one.
@@ -210,9 +198,7 @@ const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1", "[::1]"];
 impl ServerConfig {
     /// The parsed `listen` address (valid after [`Config::validate`]).
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen
-            .parse()
-            .map_err(|_| ConfigError::invalid("server.listen", "invalid socket address"))
+        self.listen.parse().map_err(|_| ConfigError::invalid("server.listen", "invalid socket address"))
     }
 
     /// Whether a request's `Host` header value is acceptable (DNS-rebinding
@@ -227,9 +213,7 @@ impl ServerConfig {
         if LOOPBACK_HOSTS.contains(&name) {
             return true;
         }
-        if let Some(public) = url::Url::parse(&self.public_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        if let Some(public) = url::Url::parse(&self.public_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase))
             && public == name
         {
             return true;
@@ -263,10 +247,7 @@ impl ServerConfig {
         if url::Url::parse(&self.public_url).is_ok_and(|p| p.origin() == candidate) {
             return true;
         }
-        self.allowed_origins
-            .iter()
-            .filter_map(|o| url::Url::parse(o).ok())
-            .any(|o| o.origin() == candidate)
+        self.allowed_origins.iter().filter_map(|o| url::Url::parse(o).ok()).any(|o| o.origin() == candidate)
     }
 }
 
@@ -280,9 +261,7 @@ fn host_without_port(host: &str) -> &str {
     }
     match host.rsplit_once(':') {
         // A bare IPv6 address has several colons and no port.
-        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name
-        }
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     }
 }
@@ -299,10 +278,7 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self {
-            url: "sqlite://gatehouse.db".to_owned(),
-            max_connections: 10,
-        }
+        Self { url: "sqlite://gatehouse.db".to_owned(), max_connections: 10 }
     }
 }
 
@@ -352,11 +328,7 @@ pub struct McpConfig {
 
 impl Default for McpConfig {
     fn default() -> Self {
-        Self {
-            request_timeout_secs: 60,
-            session_idle_timeout_secs: 1800,
-            max_sessions: 10_000,
-        }
+        Self { request_timeout_secs: 60, session_idle_timeout_secs: 1800, max_sessions: 10_000 }
     }
 }
 
@@ -464,22 +436,13 @@ impl BackendConfig {
                 env: self.env.clone(),
                 cwd: self.cwd.clone(),
             },
-            BackendTransport::Http => TransportSpec::Http {
-                url: self.url.clone().unwrap_or_default(),
-                headers: self.headers.clone(),
-            },
-            BackendTransport::Sse => TransportSpec::Sse {
-                url: self.url.clone().unwrap_or_default(),
-                headers: self.headers.clone(),
-            },
+            BackendTransport::Http => TransportSpec::Http { url: self.url.clone().unwrap_or_default(), headers: self.headers.clone() },
+            BackendTransport::Sse => TransportSpec::Sse { url: self.url.clone().unwrap_or_default(), headers: self.headers.clone() },
         };
         UpstreamSpec {
             name: self.name.clone(),
             transport,
-            request_timeout: self
-                .timeout_secs
-                .map(Duration::from_secs)
-                .unwrap_or(default_timeout),
+            request_timeout: self.timeout_secs.map(Duration::from_secs).unwrap_or(default_timeout),
             connect_timeout: CONNECT_TIMEOUT,
         }
     }
@@ -539,10 +502,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "info".to_owned(),
-            format: "text".to_owned(),
-        }
+        Self { level: "info".to_owned(), format: "text".to_owned() }
     }
 }
 
@@ -564,14 +524,8 @@ pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<Config, ConfigEr
     let Some(path) = path else {
         return build(None, "defaults", None, env);
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
     build(Some(&text), &path.display().to_string(), Some(&base), env)
 }
@@ -583,12 +537,7 @@ pub fn parse(text: &str, env: &dyn EnvSource) -> Result<Config, ConfigError> {
     build(Some(text), "config", None, env)
 }
 
-fn build(
-    text: Option<&str>,
-    origin: &str,
-    base_dir: Option<&Path>,
-    env: &dyn EnvSource,
-) -> Result<Config, ConfigError> {
+fn build(text: Option<&str>, origin: &str, base_dir: Option<&Path>, env: &dyn EnvSource) -> Result<Config, ConfigError> {
     let mut config = match text {
         Some(text) => from_toml(text, origin, env)?,
         None => Config::default(),
@@ -602,10 +551,7 @@ fn build(
         // Point at the variable when the bad value came from one.
         ConfigError::Invalid { key, message } if from_env.contains(&key) => {
             let var = env_var_name(&key);
-            ConfigError::Invalid {
-                key,
-                message: format!("{message} (set by {var})"),
-            }
+            ConfigError::Invalid { key, message: format!("{message} (set by {var})") }
         }
         other => other,
     })?;
@@ -614,16 +560,8 @@ fn build(
 
 fn from_toml(text: &str, origin: &str, env: &dyn EnvSource) -> Result<Config, ConfigError> {
     let mut value: toml::Value = toml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|span| line_col(text, span.start))
-            .unwrap_or((1, 1));
-        ConfigError::Syntax {
-            origin: origin.to_owned(),
-            line,
-            column,
-            message: one_line(e.message()),
-        }
+        let (line, column) = e.span().map(|span| line_col(text, span.start)).unwrap_or((1, 1));
+        ConfigError::Syntax { origin: origin.to_owned(), line, column, message: one_line(e.message()) }
     })?;
     expand_value(&mut value, &mut String::new(), env)?;
     serde_path_to_error::deserialize::<_, Config>(value).map_err(|e| {
@@ -647,27 +585,16 @@ fn serde_error_to_config(parent: &str, message: &str) -> ConfigError {
             format!("{parent}.{field}")
         }
     };
-    for (prefix, what) in [
-        ("unknown field `", "unknown key"),
-        ("missing field `", "required key is missing"),
-    ] {
+    for (prefix, what) in [("unknown field `", "unknown key"), ("missing field `", "required key is missing")] {
         if let Some(rest) = message.strip_prefix(prefix)
             && let Some((field, tail)) = rest.split_once('`')
         {
             let tail = tail.trim_start_matches([',', ' ']);
-            let message = if tail.is_empty() || tail == "there are no fields" {
-                what.to_owned()
-            } else {
-                format!("{what}; {tail}")
-            };
+            let message = if tail.is_empty() || tail == "there are no fields" { what.to_owned() } else { format!("{what}; {tail}") };
             return ConfigError::invalid(join(field), message);
         }
     }
-    let key = if parent.is_empty() {
-        "(root)".to_owned()
-    } else {
-        parent.to_owned()
-    };
+    let key = if parent.is_empty() { "(root)".to_owned() } else { parent.to_owned() };
     ConfigError::invalid(key, message)
 }
 
@@ -686,15 +613,10 @@ fn one_line(s: &str) -> String {
 // ${VAR} expansion
 // ---------------------------------------------------------------------------
 
-fn expand_value(
-    value: &mut toml::Value,
-    path: &mut String,
-    env: &dyn EnvSource,
-) -> Result<(), ConfigError> {
+fn expand_value(value: &mut toml::Value, path: &mut String, env: &dyn EnvSource) -> Result<(), ConfigError> {
     match value {
         toml::Value::String(s) => {
-            *s = expand_str(s, env)
-                .map_err(|message| ConfigError::invalid(path.clone(), message))?;
+            *s = expand_str(s, env).map_err(|message| ConfigError::invalid(path.clone(), message))?;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -756,8 +678,7 @@ pub fn expand_str(input: &str, env: &dyn EnvSource) -> Result<String, String> {
 /// `[A-Za-z_][A-Za-z0-9_]*`
 fn is_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_') && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 // ---------------------------------------------------------------------------
@@ -791,12 +712,7 @@ impl EnvLayer<'_> {
 
     fn list(&mut self, key: &str, slot: &mut Vec<String>) {
         if let Some(v) = self.get(key) {
-            *slot = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
+            *slot = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
         }
     }
 
@@ -808,12 +724,8 @@ impl EnvLayer<'_> {
 
     fn number<T: FromStr>(&mut self, key: &str, slot: &mut T) -> Result<(), ConfigError> {
         if let Some(v) = self.get(key) {
-            *slot = v.trim().parse().map_err(|_| {
-                ConfigError::invalid(
-                    key,
-                    format!("not a valid number (set by {})", env_var_name(key)),
-                )
-            })?;
+            *slot =
+                v.trim().parse().map_err(|_| ConfigError::invalid(key, format!("not a valid number (set by {})", env_var_name(key))))?;
         }
         Ok(())
     }
@@ -821,10 +733,7 @@ impl EnvLayer<'_> {
 
 /// Applies `GATEHOUSE_*` variables; returns the keys they set.
 fn apply_env(config: &mut Config, env: &dyn EnvSource) -> Result<BTreeSet<String>, ConfigError> {
-    let mut l = EnvLayer {
-        env,
-        applied: BTreeSet::new(),
-    };
+    let mut l = EnvLayer { env, applied: BTreeSet::new() };
     let s = &mut config.server;
     l.string("server.listen", &mut s.listen);
     l.string("server.public_url", &mut s.public_url);
@@ -838,10 +747,7 @@ fn apply_env(config: &mut Config, env: &dyn EnvSource) -> Result<BTreeSet<String
     l.path("auth.secret_file", &mut config.auth.secret_file);
     let m = &mut config.mcp;
     l.number("mcp.request_timeout_secs", &mut m.request_timeout_secs)?;
-    l.number(
-        "mcp.session_idle_timeout_secs",
-        &mut m.session_idle_timeout_secs,
-    )?;
+    l.number("mcp.session_idle_timeout_secs", &mut m.session_idle_timeout_secs)?;
     l.number("mcp.max_sessions", &mut m.max_sessions)?;
     l.string("log.level", &mut config.log.level);
     l.string("log.format", &mut config.log.format);
@@ -888,10 +794,7 @@ impl Config {
         if let Some(file) = &self.auth.secret_file
             && file.as_os_str().is_empty()
         {
-            return Err(ConfigError::invalid(
-                "auth.secret_file",
-                "must not be empty",
-            ));
+            return Err(ConfigError::invalid("auth.secret_file", "must not be empty"));
         }
         let m = &self.mcp;
         positive("mcp.request_timeout_secs", m.request_timeout_secs)?;
@@ -901,10 +804,7 @@ impl Config {
         for (i, backend) in self.backends.iter().enumerate() {
             validate_backend(i, backend)?;
             if !names.insert(backend.name.as_str()) {
-                return Err(ConfigError::invalid(
-                    format!("backends[{i}].name"),
-                    format!("duplicate backend name `{}`", backend.name),
-                ));
+                return Err(ConfigError::invalid(format!("backends[{i}].name"), format!("duplicate backend name `{}`", backend.name)));
             }
         }
         let mut names = BTreeSet::new();
@@ -931,18 +831,12 @@ impl Config {
             let key = format!("server.allowed_origins[{i}]");
             let url = http_url(&key, origin)?;
             if url.path() != "/" || url.query().is_some() {
-                return Err(ConfigError::invalid(
-                    key,
-                    "an origin is scheme://host[:port] without a path",
-                ));
+                return Err(ConfigError::invalid(key, "an origin is scheme://host[:port] without a path"));
             }
         }
         for (i, host) in s.allowed_hosts.iter().enumerate() {
             if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
-                return Err(ConfigError::invalid(
-                    format!("server.allowed_hosts[{i}]"),
-                    "expected a host name, optionally with :port",
-                ));
+                return Err(ConfigError::invalid(format!("server.allowed_hosts[{i}]"), "expected a host name, optionally with :port"));
             }
         }
         positive("server.max_body_bytes", s.max_body_bytes as u64)
@@ -958,13 +852,9 @@ fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
 
 /// Parses an absolute `http`/`https` URL with a host.
 fn http_url(key: &str, value: &str) -> Result<url::Url, ConfigError> {
-    let url = url::Url::parse(value)
-        .map_err(|e| ConfigError::invalid(key, format!("invalid URL: {e}")))?;
+    let url = url::Url::parse(value).map_err(|e| ConfigError::invalid(key, format!("invalid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConfigError::invalid(
-            key,
-            "must be an http:// or https:// URL",
-        ));
+        return Err(ConfigError::invalid(key, "must be an http:// or https:// URL"));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::invalid(key, "URL has no host"));
@@ -997,29 +887,18 @@ fn validate_database(d: &DatabaseConfig) -> Result<(), ConfigError> {
     match DatabaseKind::from_url(&d.url) {
         Some(DatabaseKind::Sqlite) => {
             if sqlite_path_part(&d.url).0.is_empty() {
-                return Err(ConfigError::invalid(
-                    "database.url",
-                    "SQLite URL has no file path",
-                ));
+                return Err(ConfigError::invalid("database.url", "SQLite URL has no file path"));
             }
         }
         // Never echo the URL: it may hold a password.
         Some(DatabaseKind::Postgres) => {
-            let url = url::Url::parse(&d.url).map_err(|e| {
-                ConfigError::invalid("database.url", format!("invalid PostgreSQL URL: {e}"))
-            })?;
+            let url = url::Url::parse(&d.url).map_err(|e| ConfigError::invalid("database.url", format!("invalid PostgreSQL URL: {e}")))?;
             if url.host_str().is_none_or(str::is_empty) {
-                return Err(ConfigError::invalid(
-                    "database.url",
-                    "PostgreSQL URL has no host",
-                ));
+                return Err(ConfigError::invalid("database.url", "PostgreSQL URL has no host"));
             }
         }
         None => {
-            return Err(ConfigError::invalid(
-                "database.url",
-                "unsupported scheme; use sqlite://PATH or postgres://USER@HOST/DB",
-            ));
+            return Err(ConfigError::invalid("database.url", "unsupported scheme; use sqlite://PATH or postgres://USER@HOST/DB"));
         }
     }
     positive("database.max_connections", u64::from(d.max_connections))
@@ -1054,9 +933,7 @@ pub fn is_valid_backend_name(name: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 32
         && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
         && !name.contains("__")
 }
 
@@ -1069,26 +946,15 @@ fn validate_backend(i: usize, b: &BackendConfig) -> Result<(), ConfigError> {
         ));
     }
     if b.timeout_secs == Some(0) {
-        return Err(ConfigError::invalid(
-            key("timeout_secs"),
-            "must be greater than 0",
-        ));
+        return Err(ConfigError::invalid(key("timeout_secs"), "must be greater than 0"));
     }
     let transport = b.transport.as_str();
-    let unused = |field: &str| {
-        ConfigError::invalid(
-            key(field),
-            format!("not used with transport = \"{transport}\""),
-        )
-    };
+    let unused = |field: &str| ConfigError::invalid(key(field), format!("not used with transport = \"{transport}\""));
     match b.transport {
         BackendTransport::Stdio => {
             match &b.command {
                 None => {
-                    return Err(ConfigError::invalid(
-                        key("command"),
-                        "required with transport = \"stdio\"",
-                    ));
+                    return Err(ConfigError::invalid(key("command"), "required with transport = \"stdio\""));
                 }
                 Some(c) if c.trim().is_empty() => {
                     return Err(ConfigError::invalid(key("command"), "must not be empty"));
@@ -1103,25 +969,16 @@ fn validate_backend(i: usize, b: &BackendConfig) -> Result<(), ConfigError> {
             }
             for (name, value) in &b.env {
                 if !is_valid_child_env_name(name) {
-                    return Err(ConfigError::invalid(
-                        format!("backends[{i}].env.{name}"),
-                        "invalid environment variable name",
-                    ));
+                    return Err(ConfigError::invalid(format!("backends[{i}].env.{name}"), "invalid environment variable name"));
                 }
                 if value.contains('\0') {
-                    return Err(ConfigError::invalid(
-                        format!("backends[{i}].env.{name}"),
-                        "value contains a NUL byte",
-                    ));
+                    return Err(ConfigError::invalid(format!("backends[{i}].env.{name}"), "value contains a NUL byte"));
                 }
             }
         }
         BackendTransport::Http | BackendTransport::Sse => {
             let Some(url) = &b.url else {
-                return Err(ConfigError::invalid(
-                    key("url"),
-                    format!("required with transport = \"{transport}\""),
-                ));
+                return Err(ConfigError::invalid(key("url"), format!("required with transport = \"{transport}\"")));
             };
             http_url(&key("url"), url)?;
             if b.command.is_some() {
@@ -1168,17 +1025,11 @@ fn validate_provider(i: usize, p: &ProviderConfig) -> Result<(), ConfigError> {
     if let Some(var) = &p.api_key_env
         && !is_env_name(var)
     {
-        return Err(ConfigError::invalid(
-            key("api_key_env"),
-            "must be an environment variable name (the variable holds the key)",
-        ));
+        return Err(ConfigError::invalid(key("api_key_env"), "must be an environment variable name (the variable holds the key)"));
     }
     for (j, model) in p.models.iter().enumerate() {
         if model.trim().is_empty() {
-            return Err(ConfigError::invalid(
-                format!("ai.providers[{i}].models[{j}]"),
-                "must not be empty",
-            ));
+            return Err(ConfigError::invalid(format!("ai.providers[{i}].models[{j}]"), "must not be empty"));
         }
     }
     Ok(())
@@ -1186,16 +1037,10 @@ fn validate_provider(i: usize, p: &ProviderConfig) -> Result<(), ConfigError> {
 
 fn validate_log(log: &LogConfig) -> Result<(), ConfigError> {
     if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() || log.level.trim().is_empty() {
-        return Err(ConfigError::invalid(
-            "log.level",
-            "invalid filter; use e.g. `info` or `gateway_server=debug,info`",
-        ));
+        return Err(ConfigError::invalid("log.level", "invalid filter; use e.g. `info` or `gateway_server=debug,info`"));
     }
     if !matches!(log.format.as_str(), "text" | "json") {
-        return Err(ConfigError::invalid(
-            "log.format",
-            "must be \"text\" or \"json\"",
-        ));
+        return Err(ConfigError::invalid("log.format", "must be \"text\" or \"json\""));
     }
     Ok(())
 }
@@ -1215,10 +1060,7 @@ mod tests {
         assert_eq!(config.mcp.request_timeout_secs, 60);
         assert_eq!(config.log.format, "text");
         Config::default().validate().unwrap();
-        assert_eq!(
-            Config::default().server.public_url,
-            config.server.public_url
-        );
+        assert_eq!(Config::default().server.public_url, config.server.public_url);
     }
 
     #[test]
@@ -1235,16 +1077,8 @@ mod tests {
         assert_eq!(expand_str("${A}-${B_2}", &env).unwrap(), "x-y$z");
         assert_eq!(expand_str("$${A}", &env).unwrap(), "${A}");
         assert_eq!(expand_str("pa$word$", &env).unwrap(), "pa$word$");
-        assert!(
-            expand_str("${MISSING}", &env)
-                .unwrap_err()
-                .contains("MISSING")
-        );
-        assert!(
-            expand_str("${A", &env)
-                .unwrap_err()
-                .contains("unterminated")
-        );
+        assert!(expand_str("${MISSING}", &env).unwrap_err().contains("MISSING"));
+        assert!(expand_str("${A", &env).unwrap_err().contains("unterminated"));
         assert!(expand_str("${1A}", &env).unwrap_err().contains("invalid"));
     }
 
@@ -1259,26 +1093,11 @@ mod tests {
     #[test]
     fn sqlite_urls_resolve_against_base() {
         let base = Path::new("/etc/gatehouse");
-        assert_eq!(
-            resolve_sqlite_url("sqlite://gatehouse.db", base),
-            "sqlite:///etc/gatehouse/gatehouse.db"
-        );
-        assert_eq!(
-            resolve_sqlite_url("sqlite:data/g.db?mode=rwc", base),
-            "sqlite:///etc/gatehouse/data/g.db?mode=rwc"
-        );
-        assert_eq!(
-            resolve_sqlite_url("sqlite:///abs.db", base),
-            "sqlite:///abs.db"
-        );
-        assert_eq!(
-            resolve_sqlite_url("sqlite::memory:", base),
-            "sqlite::memory:"
-        );
-        assert_eq!(
-            resolve_sqlite_url("postgres://u@h/db", base),
-            "postgres://u@h/db"
-        );
+        assert_eq!(resolve_sqlite_url("sqlite://gatehouse.db", base), "sqlite:///etc/gatehouse/gatehouse.db");
+        assert_eq!(resolve_sqlite_url("sqlite:data/g.db?mode=rwc", base), "sqlite:///etc/gatehouse/data/g.db?mode=rwc");
+        assert_eq!(resolve_sqlite_url("sqlite:///abs.db", base), "sqlite:///abs.db");
+        assert_eq!(resolve_sqlite_url("sqlite::memory:", base), "sqlite::memory:");
+        assert_eq!(resolve_sqlite_url("postgres://u@h/db", base), "postgres://u@h/db");
     }
 
     /// Records every variable looked up.

@@ -101,7 +101,8 @@ pub async fn serve_on(listener: TcpListener, state: AppState, shutdown: Cancella
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
     let app = router(state);
     let stop = shutdown.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move { stop.cancelled().await });
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { stop.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         r = &mut server => r?,

@@ -70,8 +70,7 @@ impl ErrorObject {
     }
 
     pub fn method_not_found(method: &str) -> Self {
-        Self::new(code::METHOD_NOT_FOUND, format!("Method not found: {method}"))
-            .with_data(serde_json::json!({ "method": method }))
+        Self::new(code::METHOD_NOT_FOUND, format!("Method not found: {method}")).with_data(serde_json::json!({ "method": method }))
     }
 
     pub fn invalid_params(detail: impl fmt::Display) -> Self {
@@ -156,10 +155,9 @@ fn read_id(v: Option<Option<serde_json::Value>>) -> Result<Option<RequestId>, Er
     match v {
         None | Some(None) => Ok(None),
         Some(Some(serde_json::Value::String(s))) => Ok(Some(RequestId::String(s))),
-        Some(Some(serde_json::Value::Number(n))) => n
-            .as_i64()
-            .map(|n| Some(RequestId::Number(n)))
-            .ok_or_else(|| ErrorObject::invalid_request("id must be a string or an integer")),
+        Some(Some(serde_json::Value::Number(n))) => {
+            n.as_i64().map(|n| Some(RequestId::Number(n))).ok_or_else(|| ErrorObject::invalid_request("id must be a string or an integer"))
+        }
         Some(Some(_)) => Err(ErrorObject::invalid_request("id must be a string or an integer")),
     }
 }
@@ -226,13 +224,8 @@ impl Body {
         let text = std::str::from_utf8(bytes).map_err(ErrorObject::parse_error)?;
         let trimmed = text.trim_start();
         if trimmed.starts_with('[') {
-            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
-                if e.is_syntax() || e.is_eof() {
-                    ErrorObject::parse_error(e)
-                } else {
-                    ErrorObject::invalid_request(e)
-                }
-            })?;
+            let items: Vec<&RawValue> = serde_json::from_str(text)
+                .map_err(|e| if e.is_syntax() || e.is_eof() { ErrorObject::parse_error(e) } else { ErrorObject::invalid_request(e) })?;
             if items.is_empty() {
                 return Err(ErrorObject::invalid_request("empty batch"));
             }
@@ -386,9 +379,7 @@ mod tests {
 
     #[test]
     fn batches() {
-        let Body::Batch(items) = Body::parse(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"x":1}]"#).unwrap() else {
-            panic!()
-        };
+        let Body::Batch(items) = Body::parse(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"x":1}]"#).unwrap() else { panic!() };
         assert!(items[0].is_ok());
         assert!(items[1].is_err());
         assert_eq!(Body::parse(b"[]").unwrap_err().code, code::INVALID_REQUEST);

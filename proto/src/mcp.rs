@@ -25,11 +25,7 @@ pub fn is_supported(v: &str) -> bool {
 /// Picks the revision to answer an `initialize` with: the client's own when we
 /// support it, else our latest (the client then decides whether to continue).
 pub fn negotiate(requested: &str) -> &'static str {
-    SUPPORTED_VERSIONS
-        .iter()
-        .copied()
-        .find(|v| *v == requested)
-        .unwrap_or(LATEST_VERSION)
+    SUPPORTED_VERSIONS.iter().copied().find(|v| *v == requested).unwrap_or(LATEST_VERSION)
 }
 
 /// HTTP header names of the streamable HTTP transport.

@@ -70,10 +70,7 @@ pub struct Report {
 impl Report {
     /// Scenarios that did not pass and are not in `expected`.
     pub fn unexpected_failures<'a>(&'a self, expected: &[String]) -> Vec<&'a ScenarioResult> {
-        self.scenarios
-            .iter()
-            .filter(|s| !s.passed() && !expected.contains(&s.scenario))
-            .collect()
+        self.scenarios.iter().filter(|s| !s.passed() && !expected.contains(&s.scenario)).collect()
     }
 
     /// A plain-text pass/fail table.
@@ -129,50 +126,26 @@ pub fn expected_failures(path: &Path) -> std::io::Result<Vec<String>> {
 
 /// Runs `scripts/conformance.sh URL --spec-version SPEC --out OUT_DIR` and
 /// reads the results. `next` selects the 0.2.0-alpha suite package.
-pub async fn run_server_suite(
-    url: &str,
-    spec_version: &str,
-    out_dir: &Path,
-    next: bool,
-) -> Result<Report, ConformanceError> {
+pub async fn run_server_suite(url: &str, spec_version: &str, out_dir: &Path, next: bool) -> Result<Report, ConformanceError> {
     if node22().is_none() {
         return Err(ConformanceError::PeersMissing);
     }
     let script = workspace_root().join("scripts/conformance.sh");
     let mut cmd = tokio::process::Command::new("bash");
-    cmd.arg(script)
-        .arg(url)
-        .args(["--spec-version", spec_version])
-        .arg("--out")
-        .arg(out_dir);
+    cmd.arg(script).arg(url).args(["--spec-version", spec_version]).arg("--out").arg(out_dir);
     if next {
         cmd.arg("--next");
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let child = cmd.spawn()?;
-    let output = tokio::time::timeout(SUITE_TIMEOUT, child.wait_with_output())
-        .await
-        .map_err(|_| ConformanceError::Timeout(SUITE_TIMEOUT))??;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        tokio::time::timeout(SUITE_TIMEOUT, child.wait_with_output()).await.map_err(|_| ConformanceError::Timeout(SUITE_TIMEOUT))??;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     let scenarios = read_results(out_dir)?;
     if scenarios.is_empty() {
-        return Err(ConformanceError::NoResults {
-            status: output.status.to_string(),
-            output: text,
-        });
+        return Err(ConformanceError::NoResults { status: output.status.to_string(), output: text });
     }
-    Ok(Report {
-        spec_version: spec_version.to_owned(),
-        scenarios,
-        output: text,
-    })
+    Ok(Report { spec_version: spec_version.to_owned(), scenarios, output: text })
 }
 
 /// Reads every `server-<scenario>-<timestamp>/checks.json` under `dir`.
@@ -188,15 +161,8 @@ pub fn read_results(dir: &Path) -> std::io::Result<Vec<ScenarioResult>> {
         let Ok(text) = std::fs::read_to_string(&checks) else {
             continue;
         };
-        let checks: Vec<serde_json::Value> =
-            serde_json::from_str(&text).map_err(std::io::Error::other)?;
-        let mut r = ScenarioResult {
-            scenario: scenario.to_owned(),
-            successes: 0,
-            failures: 0,
-            warnings: 0,
-            messages: Vec::new(),
-        };
+        let checks: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+        let mut r = ScenarioResult { scenario: scenario.to_owned(), successes: 0, failures: 0, warnings: 0, messages: Vec::new() };
         for c in &checks {
             let status = c["status"].as_str().unwrap_or("");
             match status {
@@ -224,14 +190,7 @@ fn scenario_of_dir(name: &str) -> Option<&str> {
     (0..b.len()).rev().find_map(|i| {
         let t = b.get(i..i + 12)?;
         let digits = |r: std::ops::Range<usize>| t[r].iter().all(u8::is_ascii_digit);
-        (t[0] == b'-'
-            && digits(1..5)
-            && t[5] == b'-'
-            && digits(6..8)
-            && t[8] == b'-'
-            && digits(9..11)
-            && t[11] == b'T')
-            .then(|| &rest[..i])
+        (t[0] == b'-' && digits(1..5) && t[5] == b'-' && digits(6..8) && t[8] == b'-' && digits(9..11) && t[11] == b'T').then(|| &rest[..i])
     })
 }
 
@@ -241,18 +200,9 @@ mod tests {
 
     #[test]
     fn scenario_names_from_result_dirs() {
-        assert_eq!(
-            scenario_of_dir("server-tools-list-2026-01-01T10-00-00-000Z"),
-            Some("tools-list")
-        );
-        assert_eq!(
-            scenario_of_dir("server-ping-2026-11-22T05-06-07-890Z"),
-            Some("ping")
-        );
-        assert_eq!(
-            scenario_of_dir("client-ping-2026-11-22T05-06-07-890Z"),
-            None
-        );
+        assert_eq!(scenario_of_dir("server-tools-list-2026-01-01T10-00-00-000Z"), Some("tools-list"));
+        assert_eq!(scenario_of_dir("server-ping-2026-11-22T05-06-07-890Z"), Some("ping"));
+        assert_eq!(scenario_of_dir("client-ping-2026-11-22T05-06-07-890Z"), None);
         assert_eq!(scenario_of_dir("server-ping"), None);
     }
 
@@ -261,10 +211,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let yml = dir.path().join("x.yml");
         std::fs::write(&yml, "# reasons\nserver:\n  # why\n  - caching # issue 1\n  - \"server-stateless\"\nclient:\n  - x\n").unwrap();
-        assert_eq!(
-            expected_failures(&yml).unwrap(),
-            vec!["caching", "server-stateless"]
-        );
+        assert_eq!(expected_failures(&yml).unwrap(), vec!["caching", "server-stateless"]);
 
         let d = dir.path().join("server-ping-2026-01-01T00-00-00-000Z");
         std::fs::create_dir(&d).unwrap();
@@ -275,15 +222,8 @@ mod tests {
         .unwrap();
         let r = read_results(dir.path()).unwrap();
         assert_eq!(r.len(), 1);
-        assert_eq!(
-            (r[0].successes, r[0].warnings, r[0].passed()),
-            (1, 1, false)
-        );
-        let report = Report {
-            spec_version: "x".into(),
-            scenarios: r,
-            output: String::new(),
-        };
+        assert_eq!((r[0].successes, r[0].warnings, r[0].passed()), (1, 1, false));
+        let report = Report { spec_version: "x".into(), scenarios: r, output: String::new() };
         assert_eq!(report.unexpected_failures(&[]).len(), 1);
         assert!(report.unexpected_failures(&["ping".to_owned()]).is_empty());
         assert!(report.table(&[]).contains("FAIL"));

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 /// The repository root (the directory of the workspace `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     // This crate lives one level below the root; the path is fixed at compile time.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// `.peers/` at the repository root, or `None` when `scripts/install-peers.sh`
@@ -45,15 +43,10 @@ pub fn target_profile_dir() -> PathBuf {
         && let Some(dir) = exe.parent()
     {
         // Test binaries live in `<profile>/deps`, binaries in `<profile>`.
-        let dir = if dir.file_name().is_some_and(|n| n == "deps") {
-            dir.parent().unwrap_or(dir)
-        } else {
-            dir
-        };
+        let dir = if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().unwrap_or(dir) } else { dir };
         return dir.to_path_buf();
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
     target.join("debug")
 }
 

@@ -65,28 +65,20 @@ pub struct ChildGuard<C: Killable> {
 impl<C: Killable> ChildGuard<C> {
     /// Guards `child`.
     pub fn new(child: C) -> Self {
-        Self {
-            child: Some(child),
-            group: false,
-        }
+        Self { child: Some(child), group: false }
     }
 
     /// Guards `child` and its whole process group: use it for children spawned
     /// with `process_group(0)` that start their own children (npx, shells).
     pub fn new_group(child: C) -> Self {
-        Self {
-            child: Some(child),
-            group: true,
-        }
+        Self { child: Some(child), group: true }
     }
 
     /// Gives the child back without killing it.
     pub fn into_inner(mut self) -> C {
         // `child` is only `None` after this method or drop, neither of which
         // can run before this line.
-        self.child
-            .take()
-            .unwrap_or_else(|| unreachable!("ChildGuard holds its child until consumed"))
+        self.child.take().unwrap_or_else(|| unreachable!("ChildGuard holds its child until consumed"))
     }
 
     /// Kills the child (and its group) now.
@@ -96,10 +88,7 @@ impl<C: Killable> ChildGuard<C> {
             if self.group
                 && let Some(pid) = c.pid().and_then(|p| i32::try_from(p).ok())
             {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
             c.kill_now();
             c.reap();
@@ -112,17 +101,13 @@ impl<C: Killable> Deref for ChildGuard<C> {
 
     fn deref(&self) -> &C {
         // See `into_inner`: the child is present for the guard's whole life.
-        self.child
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("ChildGuard holds its child until consumed"))
+        self.child.as_ref().unwrap_or_else(|| unreachable!("ChildGuard holds its child until consumed"))
     }
 }
 
 impl<C: Killable> DerefMut for ChildGuard<C> {
     fn deref_mut(&mut self) -> &mut C {
-        self.child
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("ChildGuard holds its child until consumed"))
+        self.child.as_mut().unwrap_or_else(|| unreachable!("ChildGuard holds its child until consumed"))
     }
 }
 
@@ -136,17 +121,12 @@ impl<C: Killable> Drop for ChildGuard<C> {
 /// returns it with its MCP URL, read from its first stdout line. Fails if the
 /// binary is missing (build it with `cargo build --workspace --bins`) or does
 /// not report its address within 30 seconds.
-pub async fn spawn_fixture_http(
-    args: &[&str],
-) -> io::Result<(ChildGuard<tokio::process::Child>, String)> {
+pub async fn spawn_fixture_http(args: &[&str]) -> io::Result<(ChildGuard<tokio::process::Child>, String)> {
     let bin = fixture_bin();
     if !bin.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!(
-                "{} is missing: run `cargo build --workspace --bins` first",
-                bin.display()
-            ),
+            format!("{} is missing: run `cargo build --workspace --bins` first", bin.display()),
         ));
     }
     let mut cmd = tokio::process::Command::new(&bin);
@@ -157,30 +137,15 @@ pub async fn spawn_fixture_http(
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     let mut child = ChildGuard::new(cmd.spawn()?);
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| io::Error::other("the fixture's stdout was not captured"))?;
+    let stdout = child.stdout.take().ok_or_else(|| io::Error::other("the fixture's stdout was not captured"))?;
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the fixture did not report its address within 30 s",
-            )
-        })??
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the fixture exited before reporting its address",
-            )
-        })?;
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the fixture did not report its address within 30 s"))??
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "the fixture exited before reporting its address"))?;
     let url = first
         .strip_prefix("listening on ")
-        .ok_or_else(|| {
-            io::Error::other(format!("unexpected first line from the fixture: {first:?}"))
-        })?
+        .ok_or_else(|| io::Error::other(format!("unexpected first line from the fixture: {first:?}")))?
         .to_owned();
     // Keep draining stdout so the fixture never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -193,10 +158,7 @@ mod tests {
 
     #[test]
     fn guard_kills_on_drop() {
-        let child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
         drop(ChildGuard::new(child));
         // The process is gone (reaped), so /proc has no entry for it.
@@ -205,10 +167,7 @@ mod tests {
 
     #[test]
     fn into_inner_disarms() {
-        let child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let mut child = ChildGuard::new(child).into_inner();
         assert!(child.try_wait().unwrap().is_none(), "still running");
         child.kill().unwrap();

@@ -63,9 +63,7 @@ fn base62_32(mut n: [u8; 32]) -> String {
 /// Whether `token` has the shape of a key with `prefix`, checked before any
 /// lookup so garbage never reaches the database.
 pub fn is_well_formed(token: &str, prefix: &str) -> bool {
-    token.strip_prefix(prefix).is_some_and(|body| {
-        body.len() == KEY_BODY_LEN && body.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
+    token.strip_prefix(prefix).is_some_and(|body| body.len() == KEY_BODY_LEN && body.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The first characters of a key, safe to display and store in clear.
@@ -94,10 +92,7 @@ impl Secret {
     pub fn from_hex(text: &str) -> Result<Self, String> {
         let bytes = hex::decode(text.trim()).map_err(|_| "not a hex string".to_owned())?;
         if bytes.len() < SECRET_LEN {
-            return Err(format!(
-                "too short: {} bytes, need at least {SECRET_LEN}",
-                bytes.len()
-            ));
+            return Err(format!("too short: {} bytes, need at least {SECRET_LEN}", bytes.len()));
         }
         Ok(Self(bytes))
     }
@@ -121,8 +116,7 @@ impl fmt::Debug for Secret {
 /// `hex(HMAC-SHA256(secret, key))`: what the store keeps instead of the key.
 pub fn hash_key(secret: &Secret, key: &str) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.bytes()).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(key.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -139,18 +133,9 @@ pub fn read_or_create_secret_file(path: &Path) -> Result<Secret, std::io::Error>
         Err(_) => {}
     }
     let secret = Secret::generate();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "secret".to_owned());
-    let tmp = dir.join(format!(
-        ".{file_name}.{}.tmp",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "secret".to_owned());
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     write_private(&tmp, format!("{}\n", secret.to_hex()).as_bytes())?;
     let linked = std::fs::hard_link(&tmp, path);
     // Best effort: the temporary name is unique, a leftover is harmless.
@@ -178,12 +163,7 @@ fn parse_secret_file(path: &Path, text: &str) -> Result<Secret, std::io::Error> 
             );
         }
     }
-    Secret::from_hex(text).map_err(|why| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{}: {why}", path.display()),
-        )
-    })
+    Secret::from_hex(text).map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {why}", path.display())))
 }
 
 /// Writes a new file only its owner can read.
@@ -253,10 +233,7 @@ mod tests {
         assert_ne!(h, hash_key(&a, "gk_y"));
         // RFC 4231 test case 2.
         let jefe = Secret::new(b"Jefe".to_vec());
-        assert_eq!(
-            hash_key(&jefe, "what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
+        assert_eq!(hash_key(&jefe, "what do ya want for nothing?"), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }
 
     #[test]
@@ -277,10 +254,7 @@ mod tests {
         let first = read_or_create_secret_file(&path).unwrap();
         let second = read_or_create_secret_file(&path).unwrap();
         assert_eq!(first, second);
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap().trim(),
-            first.to_hex()
-        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), first.to_hex());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -299,11 +273,6 @@ mod tests {
         let err = read_or_create_secret_file(&path).unwrap_err();
         assert!(err.to_string().contains("s.hex"), "{err}");
         std::fs::write(&path, "abcd").unwrap();
-        assert!(
-            read_or_create_secret_file(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("too short")
-        );
+        assert!(read_or_create_secret_file(&path).unwrap_err().to_string().contains("too short"));
     }
 }

@@ -89,16 +89,11 @@ impl Principal {
 pub async fn load_secret(config: &AuthConfig, store: &Store) -> Result<Secret, AuthError> {
     if let Some(path) = &config.secret_file {
         // A tiny file read once at startup: not worth a blocking-pool hop.
-        return keys::read_or_create_secret_file(path)
-            .map_err(|e| AuthError::Secret(format!("auth.secret_file: {e}")));
+        return keys::read_or_create_secret_file(path).map_err(|e| AuthError::Secret(format!("auth.secret_file: {e}")));
     }
     let candidate = Secret::generate().to_hex();
-    let value = store
-        .set_setting_if_absent(SECRET_SETTING, &candidate)
-        .await
-        .map_err(AuthError::Store)?;
-    Secret::from_hex(&value)
-        .map_err(|why| AuthError::Secret(format!("setting {SECRET_SETTING}: {why}")))
+    let value = store.set_setting_if_absent(SECRET_SETTING, &candidate).await.map_err(AuthError::Store)?;
+    Secret::from_hex(&value).map_err(|why| AuthError::Secret(format!("setting {SECRET_SETTING}: {why}")))
 }
 
 struct CacheEntry {
@@ -125,10 +120,7 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator")
-            .field("store", &self.inner.store)
-            .field("cache_ttl", &self.inner.cache_ttl)
-            .finish_non_exhaustive()
+        f.debug_struct("Authenticator").field("store", &self.inner.store).field("cache_ttl", &self.inner.cache_ttl).finish_non_exhaustive()
     }
 }
 
@@ -141,15 +133,7 @@ impl Authenticator {
     /// An authenticator with a custom cache lifetime (`Duration::ZERO`
     /// disables the cache).
     pub fn with_cache_ttl(store: Store, secret: Secret, cache_ttl: Duration) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                secret,
-                cache_ttl,
-                cache: Mutex::new(HashMap::new()),
-                touched: Mutex::new(HashMap::new()),
-            }),
-        }
+        Self { inner: Arc::new(Inner { store, secret, cache_ttl, cache: Mutex::new(HashMap::new()), touched: Mutex::new(HashMap::new()) }) }
     }
 
     /// The secret keys are hashed with (to create keys in process).
@@ -171,13 +155,7 @@ impl Authenticator {
             self.touch(&principal.key_id);
             return Ok(principal);
         }
-        let (key, user) = self
-            .inner
-            .store
-            .api_key_by_hash(&hash)
-            .await
-            .map_err(AuthError::Store)?
-            .ok_or(AuthError::Unknown)?;
+        let (key, user) = self.inner.store.api_key_by_hash(&hash).await.map_err(AuthError::Store)?.ok_or(AuthError::Unknown)?;
         if key.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
@@ -202,14 +180,7 @@ impl Authenticator {
                     cache.clear();
                 }
             }
-            cache.insert(
-                hash,
-                CacheEntry {
-                    principal: principal.clone(),
-                    expires_at: key.expires_at,
-                    cached_at: Instant::now(),
-                },
-            );
+            cache.insert(hash, CacheEntry { principal: principal.clone(), expires_at: key.expires_at, cached_at: Instant::now() });
         }
         self.touch(&principal.key_id);
         Ok(principal)
@@ -243,10 +214,7 @@ impl Authenticator {
     fn touch(&self, key_id: &str) {
         {
             let mut touched = self.inner.touched.lock();
-            if touched
-                .get(key_id)
-                .is_some_and(|at| at.elapsed() < TOUCH_INTERVAL)
-            {
+            if touched.get(key_id).is_some_and(|at| at.elapsed() < TOUCH_INTERVAL) {
                 return;
             }
             if touched.len() >= MAX_ENTRIES {
@@ -276,17 +244,10 @@ mod tests {
     async fn setup(ttl: Duration) -> (Store, Authenticator) {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let secret = load_secret(&AuthConfig::default(), &store).await.unwrap();
-        (
-            store.clone(),
-            Authenticator::with_cache_ttl(store, secret, ttl),
-        )
+        (store.clone(), Authenticator::with_cache_ttl(store, secret, ttl))
     }
 
-    async fn add_key(
-        store: &Store,
-        auth: &Authenticator,
-        expires: Option<DateTime<Utc>>,
-    ) -> (String, String) {
+    async fn add_key(store: &Store, auth: &Authenticator, expires: Option<DateTime<Utc>>) -> (String, String) {
         let user = store.ensure_user("alice", Role::Admin).await.unwrap();
         let key = generate_api_key();
         let stored = store
@@ -310,10 +271,7 @@ mod tests {
         let a = load_secret(&AuthConfig::default(), &store).await.unwrap();
         let b = load_secret(&AuthConfig::default(), &store).await.unwrap();
         assert_eq!(a, b);
-        assert_eq!(
-            store.get_setting(SECRET_SETTING).await.unwrap().unwrap(),
-            a.to_hex()
-        );
+        assert_eq!(store.get_setting(SECRET_SETTING).await.unwrap().unwrap(), a.to_hex());
     }
 
     #[tokio::test]
@@ -321,26 +279,11 @@ mod tests {
         let (store, auth) = setup(CACHE_TTL).await;
         // A closed store proves no query is attempted for bad shapes.
         store.close().await;
-        assert!(matches!(
-            auth.authenticate("").await,
-            Err(AuthError::Missing)
-        ));
-        assert!(matches!(
-            auth.authenticate("  ").await,
-            Err(AuthError::Missing)
-        ));
-        assert!(matches!(
-            auth.authenticate("nope").await,
-            Err(AuthError::Malformed)
-        ));
-        assert!(matches!(
-            auth.authenticate(&generate_agent_token()).await,
-            Err(AuthError::Malformed)
-        ));
-        assert!(matches!(
-            auth.authenticate(&generate_api_key()).await,
-            Err(AuthError::Store(_))
-        ));
+        assert!(matches!(auth.authenticate("").await, Err(AuthError::Missing)));
+        assert!(matches!(auth.authenticate("  ").await, Err(AuthError::Missing)));
+        assert!(matches!(auth.authenticate("nope").await, Err(AuthError::Malformed)));
+        assert!(matches!(auth.authenticate(&generate_agent_token()).await, Err(AuthError::Malformed)));
+        assert!(matches!(auth.authenticate(&generate_api_key()).await, Err(AuthError::Store(_))));
     }
 
     #[tokio::test]
@@ -353,25 +296,11 @@ mod tests {
         assert_eq!(p.key_id, id);
         assert!(p.allows_surface("mcp"));
         assert!(!p.allows_surface("ai"));
-        assert!(matches!(
-            auth.authenticate(&generate_api_key()).await,
-            Err(AuthError::Unknown)
-        ));
+        assert!(matches!(auth.authenticate(&generate_api_key()).await, Err(AuthError::Unknown)));
         assert!(store.revoke_api_key(&id).await.unwrap());
-        assert!(matches!(
-            auth.authenticate(&key).await,
-            Err(AuthError::Revoked)
-        ));
-        let (old, _) = add_key(
-            &store,
-            &auth,
-            Some(Utc::now() - chrono::Duration::seconds(1)),
-        )
-        .await;
-        assert!(matches!(
-            auth.authenticate(&old).await,
-            Err(AuthError::Expired)
-        ));
+        assert!(matches!(auth.authenticate(&key).await, Err(AuthError::Revoked)));
+        let (old, _) = add_key(&store, &auth, Some(Utc::now() - chrono::Duration::seconds(1))).await;
+        assert!(matches!(auth.authenticate(&old).await, Err(AuthError::Expired)));
     }
 
     #[tokio::test]
@@ -384,10 +313,7 @@ mod tests {
         auth.authenticate(&key).await.unwrap();
         // ...or at once after invalidation.
         auth.invalidate_all();
-        assert!(matches!(
-            auth.authenticate(&key).await,
-            Err(AuthError::Revoked)
-        ));
+        assert!(matches!(auth.authenticate(&key).await, Err(AuthError::Revoked)));
     }
 
     #[tokio::test]
@@ -410,13 +336,7 @@ mod tests {
 
     #[test]
     fn errors_never_echo_tokens() {
-        for e in [
-            AuthError::Missing,
-            AuthError::Malformed,
-            AuthError::Unknown,
-            AuthError::Revoked,
-            AuthError::Expired,
-        ] {
+        for e in [AuthError::Missing, AuthError::Malformed, AuthError::Unknown, AuthError::Revoked, AuthError::Expired] {
             assert!(!e.to_string().contains("gk_"));
         }
     }

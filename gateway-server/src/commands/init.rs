@@ -22,10 +22,7 @@ pub fn run(_config_path: Option<&Path>, args: InitArgs) -> anyhow::Result<()> {
         return super::print_stdout(EXAMPLE);
     };
     write_new(&path, EXAMPLE)?;
-    eprintln!(
-        "wrote {0}; check it with: gateway-server check --config {0}",
-        path.display()
-    );
+    eprintln!("wrote {0}; check it with: gateway-server check --config {0}", path.display());
     Ok(())
 }
 
@@ -45,6 +42,5 @@ fn write_new(path: &Path, contents: &str) -> anyhow::Result<()> {
         }
         other => other.with_context(|| format!("cannot create {}", path.display()))?,
     };
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
+    file.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }

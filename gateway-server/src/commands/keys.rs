@@ -73,20 +73,14 @@ pub async fn create(config_path: Option<&Path>, args: CreateArgs) -> anyhow::Res
         .transpose()?;
 
     let config = config::load(config_path, &ProcessEnv)?;
-    let store = Store::from_config(&config.database)
-        .await
-        .context("cannot open the database")?;
+    let store = Store::from_config(&config.database).await.context("cannot open the database")?;
     let result = async {
         let secret = auth::load_secret(&config.auth, &store).await?;
         let mut out = String::new();
         let user = match store.user_by_name(&args.user).await? {
             Some(user) => user,
             None => {
-                let role = if store.count_users().await? == 0 {
-                    Role::Admin
-                } else {
-                    Role::Developer
-                };
+                let role = if store.count_users().await? == 0 { Role::Admin } else { Role::Developer };
                 let user = store.ensure_user(&args.user, role).await?;
                 out.push_str(&format!("created user {} ({})\n", user.username, user.role));
                 user
@@ -104,10 +98,7 @@ pub async fn create(config_path: Option<&Path>, args: CreateArgs) -> anyhow::Res
                 expires_at,
             })
             .await?;
-        out.push_str(&format!(
-            "created API key \"{}\" for user {} ({})\n",
-            stored.name, user.username, user.role
-        ));
+        out.push_str(&format!("created API key \"{}\" for user {} ({})\n", stored.name, user.username, user.role));
         out.push_str(&format!("id: {}\n", stored.id));
         out.push_str(&format!("prefix: {}\n", stored.prefix));
         out.push_str(&format!("surfaces: {}\n", stored.surfaces.join(",")));
@@ -130,10 +121,7 @@ fn normalize_surfaces(given: &[String]) -> anyhow::Result<Vec<String>> {
     let mut surfaces = Vec::new();
     for s in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         if !SURFACES.contains(&s) {
-            anyhow::bail!(
-                "--surfaces: unknown surface `{s}`; use {}",
-                SURFACES.join(",")
-            );
+            anyhow::bail!("--surfaces: unknown surface `{s}`; use {}", SURFACES.join(","));
         }
         if !surfaces.iter().any(|have| have == s) {
             surfaces.push(s.to_owned());
@@ -164,13 +152,9 @@ fn normalize_tools(given: &[String]) -> anyhow::Result<Vec<String>> {
 /// Parses `30d`, `12h`, `90m`, `45s`, `2w` (a positive whole number and a unit).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit; use e.g. 30d, 12h, 90m"))?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("`{text}` has no unit; use e.g. 30d, 12h, 90m"))?;
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a number"))?;
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` does not start with a number"))?;
     let unit_secs = match unit {
         "s" => 1,
         "m" => 60,
@@ -182,10 +166,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if number == 0 {
         return Err("must be greater than 0".to_owned());
     }
-    number
-        .checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{text}` is too long"))
+    number.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
 }
 
 #[cfg(test)]
@@ -194,31 +175,12 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            parse_duration("30d").unwrap(),
-            Duration::from_secs(30 * 86_400)
-        );
-        assert_eq!(
-            parse_duration("12h").unwrap(),
-            Duration::from_secs(12 * 3600)
-        );
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(12 * 3600));
         assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(90 * 60));
         assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
-        assert_eq!(
-            parse_duration("2w").unwrap(),
-            Duration::from_secs(14 * 86_400)
-        );
-        for bad in [
-            "",
-            "30",
-            "d",
-            "0d",
-            "3x",
-            "-1d",
-            "1.5h",
-            "99999999999999999999d",
-            "18446744073709551615w",
-        ] {
+        assert_eq!(parse_duration("2w").unwrap(), Duration::from_secs(14 * 86_400));
+        for bad in ["", "30", "d", "0d", "3x", "-1d", "1.5h", "99999999999999999999d", "18446744073709551615w"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
@@ -226,16 +188,10 @@ mod tests {
     #[test]
     fn surfaces_and_tools() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            normalize_surfaces(&s(&["ai", "mcp", "ai"])).unwrap(),
-            s(&["ai", "mcp"])
-        );
+        assert_eq!(normalize_surfaces(&s(&["ai", "mcp", "ai"])).unwrap(), s(&["ai", "mcp"]));
         assert!(normalize_surfaces(&s(&["web"])).is_err());
         assert!(normalize_surfaces(&s(&[""])).is_err());
         assert_eq!(normalize_tools(&[]).unwrap(), s(&["*"]));
-        assert_eq!(
-            normalize_tools(&s(&["fs__*", " git__log "])).unwrap(),
-            s(&["fs__*", "git__log"])
-        );
+        assert_eq!(normalize_tools(&s(&["fs__*", " git__log "])).unwrap(), s(&["fs__*", "git__log"]));
     }
 }

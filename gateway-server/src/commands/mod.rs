@@ -58,9 +58,7 @@ pub enum Command {
 /// and valid, else from `log.level`; the format from `log.format`. Calling it
 /// again is harmless (the first set-up stays).
 pub fn init_tracing(log: &LogConfig) {
-    let rust_log = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|v| !v.trim().is_empty());
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
     let from_env = rust_log.as_deref().map(EnvFilter::try_new);
     let bad_rust_log = matches!(from_env, Some(Err(_)));
     let filter = match from_env {
@@ -77,11 +75,7 @@ pub fn init_tracing(log: &LogConfig) {
         // when stderr is a closed pipe; a lost log line must not stop the hub.
         .log_internal_errors(false)
         .with_writer(std::io::stderr);
-    let installed = if log.format == "json" {
-        builder.json().try_init().is_ok()
-    } else {
-        builder.try_init().is_ok()
-    };
+    let installed = if log.format == "json" { builder.json().try_init().is_ok() } else { builder.try_init().is_ok() };
     if installed && bad_rust_log {
         tracing::warn!("RUST_LOG is not a valid filter; using log.level instead");
     }
@@ -90,10 +84,7 @@ pub fn init_tracing(log: &LogConfig) {
 /// The one-line form of an error for `error: ...` on stderr: the context
 /// chain joined with `: `, with any line breaks flattened.
 pub fn error_line(err: &anyhow::Error) -> String {
-    format!("{err:#}")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    format!("{err:#}").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
@@ -117,25 +108,13 @@ mod tests {
 
     #[test]
     fn config_is_accepted_before_and_after_the_subcommand() {
-        let before =
-            Cli::try_parse_from(["gateway-server", "--config", "a.toml", "check"]).unwrap();
+        let before = Cli::try_parse_from(["gateway-server", "--config", "a.toml", "check"]).unwrap();
         let after = Cli::try_parse_from(["gateway-server", "check", "--config", "a.toml"]).unwrap();
         for cli in [before, after] {
             assert_eq!(cli.config_path(), Some(Path::new("a.toml")));
             assert!(matches!(cli.command, Some(Command::Check(_))));
         }
-        let nested = Cli::try_parse_from([
-            "gateway-server",
-            "keys",
-            "create",
-            "--user",
-            "u",
-            "--config",
-            "b.toml",
-            "--name",
-            "n",
-        ])
-        .unwrap();
+        let nested = Cli::try_parse_from(["gateway-server", "keys", "create", "--user", "u", "--config", "b.toml", "--name", "n"]).unwrap();
         assert_eq!(nested.config_path(), Some(Path::new("b.toml")));
     }
 

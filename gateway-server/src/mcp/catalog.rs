@@ -102,7 +102,7 @@ impl Catalog {
             }
         }
         // Longest template prefix wins when routing a URI.
-        cat.template_prefixes.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        cat.template_prefixes.sort_by_key(|t| std::cmp::Reverse(t.1.len()));
         cat
     }
 
@@ -131,14 +131,14 @@ impl Catalog {
         if let Some(r) = self.resource_index.get(uri) {
             return Some(r.clone());
         }
-        if let Some(rest) = uri.strip_prefix(COLLISION_SCHEME) {
-            if let Some((backend, original)) = rest.split_once(':') {
-                if let Some((b, _)) = self.template_prefixes.iter().find(|(b, _)| &**b == backend) {
-                    return Some(Route { backend: b.clone(), original: original.to_owned() });
-                }
-                if let Some(r) = self.resource_index.values().find(|r| &*r.backend == backend) {
-                    return Some(Route { backend: r.backend.clone(), original: original.to_owned() });
-                }
+        if let Some(rest) = uri.strip_prefix(COLLISION_SCHEME)
+            && let Some((backend, original)) = rest.split_once(':')
+        {
+            if let Some((b, _)) = self.template_prefixes.iter().find(|(b, _)| &**b == backend) {
+                return Some(Route { backend: b.clone(), original: original.to_owned() });
+            }
+            if let Some(r) = self.resource_index.values().find(|r| &*r.backend == backend) {
+                return Some(Route { backend: r.backend.clone(), original: original.to_owned() });
             }
         }
         self.template_prefixes

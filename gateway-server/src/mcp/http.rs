@@ -116,11 +116,7 @@ fn check_version_header(headers: &HeaderMap) -> Result<(), Response> {
         Some(v) => Err(rpc_error(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
-            format!(
-                "Unsupported MCP-Protocol-Version {:?}; supported: {}",
-                v.unwrap_or("<not text>"),
-                mcp::SUPPORTED_VERSIONS.join(", ")
-            ),
+            format!("Unsupported MCP-Protocol-Version {:?}; supported: {}", v.unwrap_or("<not text>"), mcp::SUPPORTED_VERSIONS.join(", ")),
         )),
     }
 }
@@ -132,7 +128,11 @@ fn find_session(st: &AppState, caller: &Caller, scope: &Scope, headers: &HeaderM
     };
     match st.hub.sessions.get(id, &caller.owner()) {
         Some(s) if &s.scope == scope => Ok(s),
-        _ => Err(rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found: it ended or never existed; initialize a new one")),
+        _ => Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            code::SESSION_NOT_FOUND,
+            "Session not found: it ended or never existed; initialize a new one",
+        )),
     }
 }
 
@@ -167,11 +167,11 @@ async fn handle_post(st: AppState, caller: Caller, scope: Scope, headers: Header
     };
 
     // A new session starts with a lone `initialize` request.
-    if let Body::Single(Message::Request(req)) = &parsed {
-        if req.method == method::INITIALIZE {
-            let Body::Single(Message::Request(req)) = parsed else { unreachable!("matched above") };
-            return initialize(&st, &caller, scope, req).await;
-        }
+    if let Body::Single(Message::Request(req)) = &parsed
+        && req.method == method::INITIALIZE
+    {
+        let Body::Single(Message::Request(req)) = parsed else { unreachable!("matched above") };
+        return initialize(&st, &caller, scope, req).await;
     }
 
     let session = match find_session(&st, &caller, &scope, &headers) {
@@ -217,16 +217,19 @@ async fn handle_post(st: AppState, caller: Caller, scope: Scope, headers: Header
 }
 
 fn encode_replies(replies: &[Message], batch: bool) -> String {
-    if batch {
-        serde_json::to_string(replies).unwrap_or_default()
-    } else {
-        replies.first().map(Message::to_json).unwrap_or_default()
-    }
+    if batch { serde_json::to_string(replies).unwrap_or_default() } else { replies.first().map(Message::to_json).unwrap_or_default() }
 }
 
 /// Runs the requests and answers with JSON, or with an SSE stream as soon as
 /// there is something to send before the responses.
-async fn respond(hub: Arc<Hub>, session: Arc<Session>, requests: Vec<Request>, mut replies: Vec<Message>, batch: bool, sse_ok: bool) -> Response {
+async fn respond(
+    hub: Arc<Hub>,
+    session: Arc<Session>,
+    requests: Vec<Request>,
+    mut replies: Vec<Message>,
+    batch: bool,
+    sse_ok: bool,
+) -> Response {
     let expected = replies.len() + requests.len();
     let (tx, mut rx) = mpsc::channel::<Message>(REQUEST_CHANNEL);
     tokio::spawn(async move {
@@ -329,4 +332,3 @@ fn handle_delete(st: &AppState, caller: &Caller, headers: &HeaderMap) -> Respons
         rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found")
     }
 }
-

@@ -273,7 +273,8 @@ impl Hub {
         for _ in 0..MAX_PAGES {
             let params = cursor.as_ref().map(|c| to_raw(&json!({ "cursor": c })));
             let raw = b.upstream.request(m, params, CallOptions::default()).await?;
-            let mut page: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| CallError::Unavailable(format!("bad {m} result: {e}")))?;
+            let mut page: Map<String, Value> =
+                serde_json::from_str(raw.get()).map_err(|e| CallError::Unavailable(format!("bad {m} result: {e}")))?;
             if let Some(Value::Array(items)) = page.remove(kind.result_key()) {
                 out.extend(items.into_iter().filter_map(|v| match v {
                     Value::Object(o) => Some(o),
@@ -338,7 +339,8 @@ impl Hub {
                 self.broadcast(|s| s.scope.sees(&b.name) && s.is_subscribed(&uri), &n);
             }
             _ => {
-                let level = (m == method::MESSAGE).then(|| RawObject::parse(params.as_deref()).ok().and_then(|o| o.get_str("level"))).flatten();
+                let level =
+                    (m == method::MESSAGE).then(|| RawObject::parse(params.as_deref()).ok().and_then(|o| o.get_str("level"))).flatten();
                 let n = Notification::new(m, params);
                 if let Some(route) = context.and_then(|c| self.calls.get(&c)) {
                     if level.as_deref().is_none_or(|l| route.session.wants_log(l)) {
@@ -386,7 +388,8 @@ impl Hub {
             if capability == "roots" {
                 return Ok(to_raw(&json!({ "roots": [] })));
             }
-            return Err(ErrorObject::method_not_found(&req.method).with_data(json!({ "reason": format!("the client did not declare the {capability} capability") })));
+            return Err(ErrorObject::method_not_found(&req.method)
+                .with_data(json!({ "reason": format!("the client did not declare the {capability} capability") })));
         }
         let (id, rx) = session.expect_reply();
         let out = Message::Request(Request { id: id.clone(), method: req.method, params: req.params });
@@ -410,10 +413,10 @@ impl Hub {
         match n.method.as_str() {
             method::INITIALIZED => {}
             method::CANCELLED => {
-                if let Ok(obj) = RawObject::parse(n.params.as_deref()) {
-                    if let Some(id) = obj.get_as::<RequestId>("requestId") {
-                        session.cancel_call(&id);
-                    }
+                if let Ok(obj) = RawObject::parse(n.params.as_deref())
+                    && let Some(id) = obj.get_as::<RequestId>("requestId")
+                {
+                    session.cancel_call(&id);
                 }
             }
             _ => {
@@ -430,10 +433,10 @@ impl Hub {
 
     /// Handles a client response to a server→client request.
     pub fn handle_response(&self, session: &Session, r: Response) {
-        if let Some(id) = r.id {
-            if !session.deliver_reply(&id, r.payload) {
-                tracing::debug!(session = %session.id, %id, "answer to no pending request; dropped");
-            }
+        if let Some(id) = r.id
+            && !session.deliver_reply(&id, r.payload)
+        {
+            tracing::debug!(session = %session.id, %id, "answer to no pending request; dropped");
         }
     }
 
@@ -454,7 +457,12 @@ impl Hub {
         }
     }
 
-    async fn dispatch_aggregate(&self, session: &Arc<Session>, req: Request, sink: &mpsc::Sender<Message>) -> Result<Box<RawValue>, ErrorObject> {
+    async fn dispatch_aggregate(
+        &self,
+        session: &Arc<Session>,
+        req: Request,
+        sink: &mpsc::Sender<Message>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
         match req.method.as_str() {
             method::PING => Ok(to_raw(&json!({}))),
             method::INITIALIZE => Err(ErrorObject::invalid_request("the session is already initialized")),
@@ -466,7 +474,8 @@ impl Hub {
                 let mut params = params_object(&req)?;
                 let name = params.get_str("name").ok_or_else(|| ErrorObject::invalid_params("\"name\" must be a string"))?;
                 let cat = self.catalog();
-                let (route, what) = if req.method == method::TOOLS_CALL { (cat.tool(&name), "tool") } else { (cat.prompt(&name), "prompt") };
+                let (route, what) =
+                    if req.method == method::TOOLS_CALL { (cat.tool(&name), "tool") } else { (cat.prompt(&name), "prompt") };
                 let route = route.cloned().ok_or_else(|| unknown(what, &name))?;
                 drop(cat);
                 params.set("name", to_raw(&route.original));
@@ -490,7 +499,8 @@ impl Hub {
             }
             method::COMPLETION_COMPLETE => {
                 let mut params = params_object(&req)?;
-                let mut reference = params.get_as::<RawObject>("ref").ok_or_else(|| ErrorObject::invalid_params("\"ref\" must be an object"))?;
+                let mut reference =
+                    params.get_as::<RawObject>("ref").ok_or_else(|| ErrorObject::invalid_params("\"ref\" must be an object"))?;
                 let backend = match reference.get_str("type").as_deref() {
                     Some("ref/prompt") => {
                         let name = reference.get_str("name").ok_or_else(|| ErrorObject::invalid_params("\"ref.name\" must be a string"))?;
@@ -520,7 +530,10 @@ impl Hub {
                 for b in self.backends() {
                     let wants_logging = b.status().init.is_some_and(|i| i.capabilities.get("logging").is_some());
                     if wants_logging {
-                        let _ = b.upstream.request(method::LOGGING_SET_LEVEL, Some(to_raw(&json!({ "level": "debug" }))), CallOptions::default()).await;
+                        let _ = b
+                            .upstream
+                            .request(method::LOGGING_SET_LEVEL, Some(to_raw(&json!({ "level": "debug" }))), CallOptions::default())
+                            .await;
                     }
                 }
                 Ok(to_raw(&json!({})))
@@ -529,15 +542,21 @@ impl Hub {
         }
     }
 
-    async fn dispatch_backend(&self, session: &Arc<Session>, backend: &str, req: Request, sink: &mpsc::Sender<Message>) -> Result<Box<RawValue>, ErrorObject> {
+    async fn dispatch_backend(
+        &self,
+        session: &Arc<Session>,
+        backend: &str,
+        req: Request,
+        sink: &mpsc::Sender<Message>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
         match req.method.as_str() {
             method::PING => Ok(to_raw(&json!({}))),
             method::INITIALIZE => Err(ErrorObject::invalid_request("the session is already initialized")),
             m => {
-                if m == method::RESOURCES_SUBSCRIBE || m == method::RESOURCES_UNSUBSCRIBE {
-                    if let Some(uri) = params_object(&req)?.get_str("uri") {
-                        if m == method::RESOURCES_SUBSCRIBE { session.subscribe(&uri) } else { session.unsubscribe(&uri) }
-                    }
+                if (m == method::RESOURCES_SUBSCRIBE || m == method::RESOURCES_UNSUBSCRIBE)
+                    && let Some(uri) = params_object(&req)?.get_str("uri")
+                {
+                    if m == method::RESOURCES_SUBSCRIBE { session.subscribe(&uri) } else { session.unsubscribe(&uri) }
                 }
                 let params = match &req.params {
                     Some(p) if p.get().contains("progressToken") => Some(params_object(&req)?),
@@ -581,19 +600,20 @@ impl Hub {
         sink: &mpsc::Sender<Message>,
     ) -> Result<Box<RawValue>, ErrorObject> {
         let b = self.backend(backend).ok_or_else(|| {
-            ErrorObject::new(code::UPSTREAM_UNAVAILABLE, format!("Backend '{backend}' is not configured")).with_data(json!({ "backend": backend }))
+            ErrorObject::new(code::UPSTREAM_UNAVAILABLE, format!("Backend '{backend}' is not configured"))
+                .with_data(json!({ "backend": backend }))
         })?;
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let mut progress_token = None;
         let params = match params {
             None => req.params.clone(),
             Some(mut obj) => {
-                if let Some(mut meta) = obj.get_as::<RawObject>("_meta") {
-                    if let Some(tok) = meta.remove("progressToken") {
-                        meta.set("progressToken", to_raw(&format!("{PROGRESS_PREFIX}{call}")));
-                        obj.set("_meta", meta.to_raw());
-                        progress_token = Some(tok);
-                    }
+                if let Some(mut meta) = obj.get_as::<RawObject>("_meta")
+                    && let Some(tok) = meta.remove("progressToken")
+                {
+                    meta.set("progressToken", to_raw(&format!("{PROGRESS_PREFIX}{call}")));
+                    obj.set("_meta", meta.to_raw());
+                    progress_token = Some(tok);
                 }
                 Some(obj.to_raw())
             }
@@ -648,5 +668,6 @@ fn params_object(req: &Request) -> Result<RawObject, ErrorObject> {
 }
 
 fn unknown(what: &str, name: &str) -> ErrorObject {
-    ErrorObject::new(code::INVALID_PARAMS, format!("Unknown {what}: {name}")).with_data(json!({ "reason": "unknown_name", "kind": what, "name": name }))
+    ErrorObject::new(code::INVALID_PARAMS, format!("Unknown {what}: {name}"))
+        .with_data(json!({ "reason": "unknown_name", "kind": what, "name": name }))
 }

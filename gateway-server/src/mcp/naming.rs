@@ -58,7 +58,8 @@ fn hashed(prefix: &str, name: &str) -> String {
 /// already used by another entry; the hashed form is used then.
 pub fn namespaced(prefix: &str, name: &str, taken: impl Fn(&str) -> bool) -> String {
     let p = plain(prefix, name);
-    let needs_hash = p.len() > MAX_LEN || p.chars().count() != prefix.len() + SEP.len() + name.chars().count() || name.chars().any(|c| !valid_char(c));
+    let needs_hash =
+        p.len() > MAX_LEN || p.chars().count() != prefix.len() + SEP.len() + name.chars().count() || name.chars().any(|c| !valid_char(c));
     if !needs_hash && !taken(&p) {
         return p;
     }

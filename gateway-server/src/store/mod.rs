@@ -176,16 +176,13 @@ fn validate_username(username: &str) -> Result<(), StoreError> {
     let ok = !username.is_empty()
         && username.len() <= 64
         && username.as_bytes()[0].is_ascii_alphanumeric()
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+        && username.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
     if ok {
         Ok(())
     } else {
         Err(StoreError::Invalid {
             field: "username",
-            reason: "use 1-64 characters of A-Z a-z 0-9 . _ - @, starting with a letter or digit"
-                .to_owned(),
+            reason: "use 1-64 characters of A-Z a-z 0-9 . _ - @, starting with a letter or digit".to_owned(),
         })
     }
 }
@@ -209,12 +206,7 @@ impl TryFrom<UserRow> for User {
     type Error = StoreError;
 
     fn try_from(row: UserRow) -> Result<Self, StoreError> {
-        Ok(User {
-            role: row.role.parse().map_err(StoreError::Corrupt)?,
-            id: row.id,
-            username: row.username,
-            created_at: row.created_at,
-        })
+        Ok(User { role: row.role.parse().map_err(StoreError::Corrupt)?, id: row.id, username: row.username, created_at: row.created_at })
     }
 }
 
@@ -241,8 +233,7 @@ impl TryFrom<KeyRow> for ApiKey {
 
     fn try_from(row: KeyRow) -> Result<Self, StoreError> {
         let list = |text: &str, what: &str| {
-            serde_json::from_str::<Vec<String>>(text)
-                .map_err(|e| StoreError::Corrupt(format!("api_keys.{what} of key {}: {e}", row.id)))
+            serde_json::from_str::<Vec<String>>(text).map_err(|e| StoreError::Corrupt(format!("api_keys.{what} of key {}: {e}", row.id)))
         };
         Ok(ApiKey {
             surfaces: list(&row.surfaces, "surfaces")?,
@@ -285,12 +276,8 @@ impl Store {
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let max_connections = max_connections.max(1);
         let pool = match DatabaseKind::from_url(url) {
-            Some(DatabaseKind::Sqlite) => {
-                Pool::Sqlite(sqlite::connect(url, max_connections).await?)
-            }
-            Some(DatabaseKind::Postgres) => {
-                Pool::Postgres(postgres::connect(url, max_connections).await?)
-            }
+            Some(DatabaseKind::Sqlite) => Pool::Sqlite(sqlite::connect(url, max_connections).await?),
+            Some(DatabaseKind::Postgres) => Pool::Postgres(postgres::connect(url, max_connections).await?),
             None => return Err(StoreError::UnsupportedUrl),
         };
         Ok(Store { pool })
@@ -318,12 +305,7 @@ impl Store {
     /// Creates a user; [`StoreError::Conflict`] when the name is taken.
     pub async fn create_user(&self, username: &str, role: Role) -> Result<User, StoreError> {
         validate_username(username)?;
-        let user = User {
-            id: new_id(),
-            username: username.to_owned(),
-            role,
-            created_at: now(),
-        };
+        let user = User { id: new_id(), username: username.to_owned(), role, created_at: now() };
         with_pool!(self, pool => sqlx::query(
             "INSERT INTO users (id, username, role, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -364,9 +346,7 @@ impl Store {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-        self.user_by_name(username)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("user `{username}` vanished after insert")))
+        self.user_by_name(username).await?.ok_or_else(|| StoreError::Corrupt(format!("user `{username}` vanished after insert")))
     }
 
     /// How many users exist.
@@ -380,10 +360,7 @@ impl Store {
     /// Stores a new key.
     pub async fn insert_api_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError> {
         if new.name.trim().is_empty() {
-            return Err(StoreError::Invalid {
-                field: "key name",
-                reason: "must not be empty".to_owned(),
-            });
+            return Err(StoreError::Invalid { field: "key name", reason: "must not be empty".to_owned() });
         }
         let to_json = |v: &Vec<String>| {
             // Serializing a list of strings cannot fail.
@@ -425,10 +402,7 @@ impl Store {
     }
 
     /// The key with this hash and its owner.
-    pub async fn api_key_by_hash(
-        &self,
-        key_hash: &str,
-    ) -> Result<Option<(ApiKey, User)>, StoreError> {
+    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, User)>, StoreError> {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, u.username AS u_username, u.role AS u_role, u.created_at AS u_created_at \
              FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1"
@@ -474,8 +448,7 @@ impl Store {
     /// Every key of `user_id`, oldest first, revoked ones included.
     pub async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKey>, StoreError> {
         // UUID v7 ids sort by creation time.
-        let sql =
-            format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 ORDER BY k.id");
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 ORDER BY k.id");
         let rows: Vec<KeyRow> = with_pool!(self, pool => sqlx::query_as(&sql)
             .bind(user_id)
             .fetch_all(pool)
@@ -485,22 +458,16 @@ impl Store {
 
     /// The setting `key`, if set.
     pub async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            with_pool!(self, pool => sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+        Ok(with_pool!(self, pool => sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_optional(pool)
-            .await)?,
-        )
+            .await)?)
     }
 
     /// Sets `key` to `value` unless it already has a value, and returns the
     /// value in force. Concurrent callers (other processes included) all get
     /// the same winner.
-    pub async fn set_setting_if_absent(
-        &self,
-        key: &str,
-        value: &str,
-    ) -> Result<String, StoreError> {
+    pub async fn set_setting_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
         with_pool!(self, pool => sqlx::query(
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         )
@@ -509,9 +476,7 @@ impl Store {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-        self.get_setting(key)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("setting `{key}` vanished after insert")))
+        self.get_setting(key).await?.ok_or_else(|| StoreError::Corrupt(format!("setting `{key}` vanished after insert")))
     }
 }
 

@@ -29,17 +29,11 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePoo
         create_private_file(options.get_filename())?;
         // NORMAL is durable in WAL mode except for the last transactions on
         // power loss, and much faster than FULL.
-        options
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+        options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
     };
     let pool_options = if in_memory {
         // An in-memory database lives as long as one connection to it does.
-        SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
+        SqlitePoolOptions::new().max_connections(max_connections).min_connections(1).idle_timeout(None).max_lifetime(None)
     } else {
         SqlitePoolOptions::new().max_connections(max_connections)
     };
@@ -68,10 +62,7 @@ fn create_private_file(path: &std::path::Path) -> Result<(), std::io::Error> {
     match options.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(std::io::Error::new(
-            e.kind(),
-            format!("{}: {e}", path.display()),
-        )),
+        Err(e) => Err(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
     }
 }
 
@@ -97,15 +88,9 @@ mod tests {
         let pool = connect(&url, 2).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.unwrap();
         assert_eq!(journal, "wal");
-        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&pool).await.unwrap();
         assert_eq!(fk, 1);
     }
 }

@@ -4,9 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use gatehouse_upstream::TransportSpec;
-use gateway_server::config::{
-    self, BackendTransport, Config, ConfigError, EXAMPLE, MapEnv, ProviderKind,
-};
+use gateway_server::config::{self, BackendTransport, Config, ConfigError, EXAMPLE, MapEnv, ProviderKind};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     config::parse(text, &MapEnv::new())
@@ -35,24 +33,15 @@ fn file_overrides_defaults_and_env_overrides_file() {
     "#;
     let c = parse(text).unwrap();
     assert_eq!(c.server.listen, "127.0.0.1:4000");
-    assert_eq!(
-        c.server.public_url, "http://127.0.0.1:4000",
-        "derived from the file's listen"
-    );
+    assert_eq!(c.server.public_url, "http://127.0.0.1:4000", "derived from the file's listen");
     assert_eq!(c.server.max_body_bytes, 1000);
-    assert_eq!(
-        c.server.shutdown_grace_secs, 10,
-        "untouched keys keep defaults"
-    );
+    assert_eq!(c.server.shutdown_grace_secs, 10, "untouched keys keep defaults");
     assert_eq!(c.mcp.request_timeout_secs, 5);
 
     let env = MapEnv::new()
         .with("GATEHOUSE_SERVER_LISTEN", "0.0.0.0:5000")
         .with("GATEHOUSE_SERVER_MAX_BODY_BYTES", "2048")
-        .with(
-            "GATEHOUSE_SERVER_ALLOWED_ORIGINS",
-            "https://a.example, https://b.example",
-        )
+        .with("GATEHOUSE_SERVER_ALLOWED_ORIGINS", "https://a.example, https://b.example")
         .with("GATEHOUSE_DATABASE_URL", "postgres://u:p@db/gh")
         .with("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "3")
         .with("GATEHOUSE_AUTH_SECRET_FILE", "/run/secret")
@@ -67,18 +56,12 @@ fn file_overrides_defaults_and_env_overrides_file() {
     assert_eq!(c.server.listen, "0.0.0.0:5000");
     assert_eq!(c.server.public_url, "http://0.0.0.0:5000");
     assert_eq!(c.server.max_body_bytes, 2048);
-    assert_eq!(
-        c.server.allowed_origins,
-        ["https://a.example", "https://b.example"]
-    );
+    assert_eq!(c.server.allowed_origins, ["https://a.example", "https://b.example"]);
     assert_eq!(c.server.allowed_hosts, ["hub.internal"]);
     assert_eq!(c.server.shutdown_grace_secs, 1);
     assert_eq!(c.database.url, "postgres://u:p@db/gh");
     assert_eq!(c.database.max_connections, 3);
-    assert_eq!(
-        c.auth.secret_file.as_deref(),
-        Some(Path::new("/run/secret"))
-    );
+    assert_eq!(c.auth.secret_file.as_deref(), Some(Path::new("/run/secret")));
     assert_eq!(c.mcp.request_timeout_secs, 7);
     assert_eq!(c.mcp.session_idle_timeout_secs, 8);
     assert_eq!(c.mcp.max_sessions, 9);
@@ -103,10 +86,7 @@ fn empty_env_values_count_as_unset() {
 fn env_errors_name_the_key_and_the_variable() {
     let env = MapEnv::new().with("GATEHOUSE_SERVER_LISTEN", "not-an-address");
     let msg = error("", &env);
-    assert!(
-        msg.starts_with("server.listen: invalid socket address"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("server.listen: invalid socket address"), "{msg}");
     assert!(msg.contains("GATEHOUSE_SERVER_LISTEN"), "{msg}");
 
     let env = MapEnv::new().with("GATEHOUSE_MCP_MAX_SESSIONS", "lots");
@@ -132,11 +112,7 @@ fn variables_expand_in_every_string() {
         url = "https://${HOST}/mcp"
         headers = { Authorization = "Bearer ${TOKEN}" }
     "#;
-    let env = MapEnv::new()
-        .with("DATA", "/var/lib/gh")
-        .with("BIN", "/opt/bin")
-        .with("TOKEN", "s3cr3t")
-        .with("HOST", "mcp.example.com");
+    let env = MapEnv::new().with("DATA", "/var/lib/gh").with("BIN", "/opt/bin").with("TOKEN", "s3cr3t").with("HOST", "mcp.example.com");
     let c = config::parse(text, &env).unwrap();
     assert_eq!(c.database.url, "sqlite:///var/lib/gh/g.db");
     let local = &c.backends[0];
@@ -158,10 +134,7 @@ fn unset_variable_names_key_and_variable() {
         headers = { Authorization = "Bearer ${REMOTE_TOKEN}" }
     "#;
     let msg = error(text, &MapEnv::new());
-    assert_eq!(
-        msg,
-        "backends[0].headers.Authorization: environment variable REMOTE_TOKEN is not set"
-    );
+    assert_eq!(msg, "backends[0].headers.Authorization: environment variable REMOTE_TOKEN is not set");
 }
 
 #[test]
@@ -183,23 +156,11 @@ fn unknown_keys_are_errors_naming_the_path() {
 #[test]
 fn type_and_enum_errors_name_the_path() {
     let msg = error("[server]\nmax_body_bytes = \"big\"", &MapEnv::new());
-    assert!(
-        msg.starts_with("server.max_body_bytes: invalid type"),
-        "{msg}"
-    );
-    let msg = error(
-        "[[backends]]\nname = \"a\"\ntransport = \"grpc\"",
-        &MapEnv::new(),
-    );
-    assert!(
-        msg.starts_with("backends[0].transport: unknown variant `grpc`"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("server.max_body_bytes: invalid type"), "{msg}");
+    let msg = error("[[backends]]\nname = \"a\"\ntransport = \"grpc\"", &MapEnv::new());
+    assert!(msg.starts_with("backends[0].transport: unknown variant `grpc`"), "{msg}");
     let msg = error("[[backends]]\ntransport = \"stdio\"", &MapEnv::new());
-    assert!(
-        msg.starts_with("backends[0].name: required key is missing"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("backends[0].name: required key is missing"), "{msg}");
 }
 
 #[test]
@@ -211,58 +172,25 @@ fn syntax_errors_give_line_and_column() {
 #[test]
 fn validation_names_the_offending_key() {
     let cases: &[(&str, &str)] = &[
-        (
-            "[server]\nlisten = \"localhost\"",
-            "server.listen: invalid socket address",
-        ),
+        ("[server]\nlisten = \"localhost\"", "server.listen: invalid socket address"),
         ("[server]\npublic_url = \"ftp://x\"", "server.public_url: "),
-        (
-            "[server]\nallowed_origins = [\"https://ok.example\", \"https://x.example/path\"]",
-            "server.allowed_origins[1]: ",
-        ),
+        ("[server]\nallowed_origins = [\"https://ok.example\", \"https://x.example/path\"]", "server.allowed_origins[1]: "),
         ("[server]\nmax_body_bytes = 0", "server.max_body_bytes: "),
-        (
-            "[database]\nurl = \"mysql://x/y\"",
-            "database.url: unsupported scheme",
-        ),
-        (
-            "[database]\nmax_connections = 0",
-            "database.max_connections: ",
-        ),
-        (
-            "[mcp]\nrequest_timeout_secs = 0",
-            "mcp.request_timeout_secs: ",
-        ),
+        ("[database]\nurl = \"mysql://x/y\"", "database.url: unsupported scheme"),
+        ("[database]\nmax_connections = 0", "database.max_connections: "),
+        ("[mcp]\nrequest_timeout_secs = 0", "mcp.request_timeout_secs: "),
         ("[log]\nformat = \"xml\"", "log.format: "),
         ("[log]\nlevel = \"info,[bad\"", "log.level: "),
         (
             "[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"x\"\n[[backends]]\nname = \"b\"\ntransport = \"http\"\nurl = \"ftp://x\"",
             "backends[1].url: must be an http:// or https:// URL",
         ),
-        (
-            "[[backends]]\nname = \"a\"\ntransport = \"http\"",
-            "backends[0].url: required",
-        ),
-        (
-            "[[backends]]\nname = \"a\"\ntransport = \"sse\"\nurl = \"not a url\"",
-            "backends[0].url: invalid URL",
-        ),
-        (
-            "[[backends]]\nname = \"a\"\ntransport = \"stdio\"",
-            "backends[0].command: required",
-        ),
-        (
-            "[[backends]]\nname = \"a__b\"\ntransport = \"stdio\"\ncommand = \"x\"",
-            "backends[0].name: ",
-        ),
-        (
-            "[[backends]]\nname = \"-a\"\ntransport = \"stdio\"\ncommand = \"x\"",
-            "backends[0].name: ",
-        ),
-        (
-            "[[backends]]\nname = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\ntransport = \"stdio\"\ncommand = \"x\"",
-            "backends[0].name: ",
-        ),
+        ("[[backends]]\nname = \"a\"\ntransport = \"http\"", "backends[0].url: required"),
+        ("[[backends]]\nname = \"a\"\ntransport = \"sse\"\nurl = \"not a url\"", "backends[0].url: invalid URL"),
+        ("[[backends]]\nname = \"a\"\ntransport = \"stdio\"", "backends[0].command: required"),
+        ("[[backends]]\nname = \"a__b\"\ntransport = \"stdio\"\ncommand = \"x\"", "backends[0].name: "),
+        ("[[backends]]\nname = \"-a\"\ntransport = \"stdio\"\ncommand = \"x\"", "backends[0].name: "),
+        ("[[backends]]\nname = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\ntransport = \"stdio\"\ncommand = \"x\"", "backends[0].name: "),
         (
             "[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"x\"\n[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"y\"",
             "backends[1].name: duplicate backend name `a`",
@@ -271,26 +199,14 @@ fn validation_names_the_offending_key() {
             "[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"x\"\nurl = \"http://x\"",
             "backends[0].url: not used with transport = \"stdio\"",
         ),
-        (
-            "[[backends]]\nname = \"a\"\ntransport = \"http\"\nurl = \"http://x\"\ncommand = \"y\"",
-            "backends[0].command: not used",
-        ),
+        ("[[backends]]\nname = \"a\"\ntransport = \"http\"\nurl = \"http://x\"\ncommand = \"y\"", "backends[0].command: not used"),
         (
             "[[backends]]\nname = \"a\"\ntransport = \"http\"\nurl = \"http://x\"\nheaders = { \"bad name\" = \"v\" }",
             "backends[0].headers.bad name: invalid header name",
         ),
-        (
-            "[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"x\"\ntimeout_secs = 0",
-            "backends[0].timeout_secs: ",
-        ),
-        (
-            "[[ai.providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"nope\"",
-            "ai.providers[0].base_url: ",
-        ),
-        (
-            "[[ai.providers]]\nname = \"o\"\nkind = \"cohere\"\nbase_url = \"https://x\"",
-            "ai.providers[0].kind: unknown variant",
-        ),
+        ("[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"x\"\ntimeout_secs = 0", "backends[0].timeout_secs: "),
+        ("[[ai.providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"nope\"", "ai.providers[0].base_url: "),
+        ("[[ai.providers]]\nname = \"o\"\nkind = \"cohere\"\nbase_url = \"https://x\"", "ai.providers[0].kind: unknown variant"),
         (
             "[[ai.providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"https://x\"\napi_key_env = \"sk-123-abc\"",
             "ai.providers[0].api_key_env: ",
@@ -298,10 +214,7 @@ fn validation_names_the_offending_key() {
     ];
     for (text, expected) in cases {
         let msg = error(text, &MapEnv::new());
-        assert!(
-            msg.starts_with(expected),
-            "for {text:?}\n  got: {msg}\n  want prefix: {expected}"
-        );
+        assert!(msg.starts_with(expected), "for {text:?}\n  got: {msg}\n  want prefix: {expected}");
     }
 }
 
@@ -309,10 +222,7 @@ fn validation_names_the_offending_key() {
 fn header_values_are_never_echoed() {
     let text = "[[backends]]\nname = \"a\"\ntransport = \"http\"\nurl = \"http://x\"\nheaders = { Authorization = \"Bearer sec\\nret\" }";
     let msg = error(text, &MapEnv::new());
-    assert_eq!(
-        msg,
-        "backends[0].headers.Authorization: invalid header value"
-    );
+    assert_eq!(msg, "backends[0].headers.Authorization: invalid header value");
 }
 
 #[test]
@@ -327,20 +237,14 @@ fn load_reads_the_file_and_resolves_relative_paths_against_it() {
     .unwrap();
     let c = config::load(Some(&path), &MapEnv::new()).unwrap();
     let base = std::path::absolute(dir.path()).unwrap();
-    assert_eq!(
-        c.database.url,
-        format!("sqlite://{}", base.join("data/hub.db").display())
-    );
+    assert_eq!(c.database.url, format!("sqlite://{}", base.join("data/hub.db").display()));
     assert_eq!(c.auth.secret_file.unwrap(), base.join("hub.secret"));
     assert_eq!(c.backends[0].cwd.as_deref().unwrap(), base.join("work"));
 
     // The default URL is resolved the same way.
     std::fs::write(&path, "").unwrap();
     let c = config::load(Some(&path), &MapEnv::new()).unwrap();
-    assert_eq!(
-        c.database.url,
-        format!("sqlite://{}", base.join("gatehouse.db").display())
-    );
+    assert_eq!(c.database.url, format!("sqlite://{}", base.join("gatehouse.db").display()));
 }
 
 #[test]
@@ -356,19 +260,8 @@ fn example_has_every_section_and_validates() {
     assert_eq!(c.backends[0].transport, BackendTransport::Stdio);
     assert!(!c.backends[0].enabled);
     assert_eq!(c.ai.providers[0].kind, ProviderKind::OpenAi);
-    for section in [
-        "[server]",
-        "[database]",
-        "[auth]",
-        "[mcp]",
-        "[log]",
-        "[[backends]]",
-        "[[ai.providers]]",
-    ] {
-        assert!(
-            EXAMPLE.contains(section),
-            "{section} missing from the example"
-        );
+    for section in ["[server]", "[database]", "[auth]", "[mcp]", "[log]", "[[backends]]", "[[ai.providers]]"] {
+        assert!(EXAMPLE.contains(section), "{section} missing from the example");
     }
     // Every key of every section is mentioned (set or commented out).
     let value = toml::Value::try_from(Config::default()).unwrap();
@@ -377,30 +270,12 @@ fn example_has_every_section_and_validates() {
             && section != "ai"
         {
             for key in keys.keys() {
-                assert!(
-                    EXAMPLE.contains(&format!("{key} =")),
-                    "{section}.{key} not explained in the example"
-                );
+                assert!(EXAMPLE.contains(&format!("{key} =")), "{section}.{key} not explained in the example");
             }
         }
     }
-    for key in [
-        "secret_file",
-        "command",
-        "args",
-        "env",
-        "cwd",
-        "url",
-        "headers",
-        "timeout_secs",
-        "enabled",
-        "api_key_env",
-        "models",
-    ] {
-        assert!(
-            EXAMPLE.contains(&format!("{key} =")),
-            "{key} not in the example"
-        );
+    for key in ["secret_file", "command", "args", "env", "cwd", "url", "headers", "timeout_secs", "enabled", "api_key_env", "models"] {
+        assert!(EXAMPLE.contains(&format!("{key} =")), "{key} not in the example");
     }
 }
 
@@ -426,12 +301,7 @@ fn backend_to_upstream_spec() {
     assert_eq!(spec.request_timeout, Duration::from_secs(60));
     assert_eq!(spec.connect_timeout, Duration::from_secs(30));
     match spec.transport {
-        TransportSpec::Stdio {
-            command,
-            args,
-            env,
-            cwd,
-        } => {
+        TransportSpec::Stdio { command, args, env, cwd } => {
             assert_eq!(command, "npx");
             assert_eq!(args, ["-y", "server"]);
             assert_eq!(env["DEBUG"], "1");
@@ -475,39 +345,18 @@ fn host_and_origin_checks() {
     )
     .unwrap();
     let s = &c.server;
-    for ok in [
-        "localhost:3200",
-        "127.0.0.1",
-        "[::1]:3200",
-        "hub.example.com",
-        "HUB.example.com:443",
-        "alt.example:1",
-        "pinned.example:8443",
-    ] {
+    for ok in
+        ["localhost:3200", "127.0.0.1", "[::1]:3200", "hub.example.com", "HUB.example.com:443", "alt.example:1", "pinned.example:8443"]
+    {
         assert!(s.is_host_allowed(ok), "{ok}");
     }
-    for bad in [
-        "evil.example",
-        "pinned.example:1",
-        "",
-        "hub.example.com.evil.example",
-    ] {
+    for bad in ["evil.example", "pinned.example:1", "", "hub.example.com.evil.example"] {
         assert!(!s.is_host_allowed(bad), "{bad}");
     }
-    for ok in [
-        "https://hub.example.com",
-        "http://localhost:5173",
-        "http://127.0.0.1:9",
-        "https://app.example",
-    ] {
+    for ok in ["https://hub.example.com", "http://localhost:5173", "http://127.0.0.1:9", "https://app.example"] {
         assert!(s.is_origin_allowed(ok), "{ok}");
     }
-    for bad in [
-        "https://evil.example",
-        "http://hub.example.com",
-        "null",
-        "https://app.example:444",
-    ] {
+    for bad in ["https://evil.example", "http://hub.example.com", "null", "https://app.example:444"] {
         assert!(!s.is_origin_allowed(bad), "{bad}");
     }
     let any = parse("[server]\nallowed_origins = [\"*\"]").unwrap();

@@ -257,7 +257,12 @@ async fn a_backend_that_cannot_start_does_not_stop_the_hub() {
     assert!(ready["backends"]["broken"]["health"].as_str().unwrap() != "ready", "{ready}");
     // Its single-backend endpoint answers initialize with a clear error.
     let mut b = hub.client("/mcp/broken");
-    let r = b.request("initialize", json!({ "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "x", "version": "1" } })).await;
+    let r = b
+        .request(
+            "initialize",
+            json!({ "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "x", "version": "1" } }),
+        )
+        .await;
     assert_eq!(r.body()["error"]["code"], -32010, "{:?}", r.body());
 }
 

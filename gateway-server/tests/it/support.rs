@@ -68,7 +68,11 @@ impl TestHub {
                     return;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "backend {name} not ready in time: {:?}", self.state.hub.backend(name).map(|b| b.status()));
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "backend {name} not ready in time: {:?}",
+                self.state.hub.backend(name).map(|b| b.status())
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -103,6 +107,7 @@ pub struct Reply {
     pub headers: HeaderMap,
     /// JSON body, or every SSE `data:` message in order.
     pub messages: Vec<Value>,
+    #[allow(dead_code)]
     pub is_sse: bool,
 }
 
@@ -174,7 +179,10 @@ impl Client {
 
     pub async fn initialize(&mut self) -> Value {
         let r = self
-            .request("initialize", json!({ "protocolVersion": self.version, "capabilities": {}, "clientInfo": { "name": "it", "version": "1" } }))
+            .request(
+                "initialize",
+                json!({ "protocolVersion": self.version, "capabilities": {}, "clientInfo": { "name": "it", "version": "1" } }),
+            )
             .await;
         assert_eq!(r.status, 200, "{r:?}");
         self.session = r.headers.get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
@@ -186,10 +194,6 @@ impl Client {
 
     pub async fn delete(&self) -> u16 {
         self.http.delete(&self.url).headers(self.headers()).send().await.unwrap().status().as_u16()
-    }
-
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
     }
 }
 

@@ -14,11 +14,7 @@ use gatehouse_test_support::fixture::{FixtureOptions, serve_http, serve_stdio};
 use tokio::io::AsyncWriteExt as _;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "gatehouse-fixture",
-    version,
-    about = "Deterministic MCP server for Gatehouse tests and the MCP conformance suite"
-)]
+#[command(name = "gatehouse-fixture", version, about = "Deterministic MCP server for Gatehouse tests and the MCP conformance suite")]
 struct Cli {
     /// Serve streamable HTTP instead of stdio.
     #[arg(long)]
@@ -42,10 +38,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let cli = Cli::parse();
     let opts = FixtureOptions {
         echo_only: cli.json_only,
@@ -57,14 +50,10 @@ async fn main() -> anyhow::Result<()> {
     if !cli.http {
         return serve_stdio(opts).await.context("stdio transport failed");
     }
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let listener = tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("cannot listen on {}", cli.listen))?;
     let fixture = serve_http(listener, opts).await?;
     let mut stdout = tokio::io::stdout();
-    stdout
-        .write_all(format!("listening on {}\n", fixture.url()).as_bytes())
-        .await?;
+    stdout.write_all(format!("listening on {}\n", fixture.url()).as_bytes()).await?;
     stdout.flush().await?;
     tracing::info!(url = %fixture.url(), "fixture serving");
     let token = fixture.shutdown_token();

@@ -12,18 +12,10 @@ async fn start(opts: FixtureOptions) -> FixtureHandle {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
-fn post(
-    c: &reqwest::Client,
-    url: &str,
-    session: Option<&str>,
-    body: Value,
-) -> reqwest::RequestBuilder {
+fn post(c: &reqwest::Client, url: &str, session: Option<&str>, body: Value) -> reqwest::RequestBuilder {
     let mut r = c
         .post(url)
         .header("content-type", "application/json")
@@ -41,22 +33,11 @@ async fn initialize(c: &reqwest::Client, url: &str, caps: Value) -> String {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let sid = resp.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let sid = resp.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     assert!(sid.bytes().all(|b| (0x21..=0x7e).contains(&b)));
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["result"]["protocolVersion"], "2025-11-25");
-    let n = post(
-        c,
-        url,
-        Some(&sid),
-        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-    )
-    .send()
-    .await
-    .unwrap();
+    let n = post(c, url, Some(&sid), json!({"jsonrpc":"2.0","method":"notifications/initialized"})).send().await.unwrap();
     assert_eq!(n.status(), 202);
     sid
 }
@@ -69,30 +50,20 @@ struct SseReader {
 
 impl SseReader {
     fn new(resp: reqwest::Response) -> Self {
-        Self {
-            stream: resp.bytes_stream().boxed(),
-            buf: String::new(),
-        }
+        Self { stream: resp.bytes_stream().boxed(), buf: String::new() }
     }
 
     async fn next(&mut self) -> Option<Value> {
         loop {
             while let Some(end) = self.buf.find("\n\n") {
                 let event: String = self.buf.drain(..end + 2).collect();
-                let data: String = event
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
+                let data: String = event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
                 if !data.is_empty() {
                     return Some(serde_json::from_str(&data).unwrap());
                 }
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
-                .await
-                .expect("SSE timed out")?;
-            self.buf
-                .push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.expect("SSE timed out")?;
+            self.buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
         }
     }
 }
@@ -102,28 +73,35 @@ async fn elicitation_travels_on_the_call_stream() {
     let fx = start(FixtureOptions::default()).await;
     let c = client();
     let sid = initialize(&c, &fx.url(), json!({"elicitation": {}})).await;
-    let resp = post(&c, &fx.url(), Some(&sid), json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}))
-        .send()
-        .await
-        .unwrap();
+    let resp = post(
+        &c,
+        &fx.url(),
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut sse = SseReader::new(resp);
     let req = sse.next().await.unwrap();
     assert_eq!(req["method"], "elicitation/create");
     assert_eq!(req["params"]["mode"], "form");
-    let ack = post(&c, &fx.url(), Some(&sid), json!({"jsonrpc":"2.0","id":req["id"],"result":{"action":"accept","content":{"username":"u","email":"e@x"}}}))
-        .send()
-        .await
-        .unwrap();
+    let ack = post(
+        &c,
+        &fx.url(),
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":req["id"],"result":{"action":"accept","content":{"username":"u","email":"e@x"}}}),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(ack.status(), 202);
     let result = sse.next().await.unwrap();
     assert_eq!(result["id"], 7);
     let text = result["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.starts_with("User response: action=accept"), "{text}");
-    assert!(
-        sse.next().await.is_none(),
-        "the stream ends after the response"
-    );
+    assert!(sse.next().await.is_none(), "the stream ends after the response");
     fx.shutdown().await.unwrap();
 }
 
@@ -133,71 +111,24 @@ async fn session_rules_and_dns_rebinding_protection() {
     let c = client();
     let url = fx.url();
     let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"});
-    assert_eq!(
-        post(&c, &url, None, list.clone())
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
-    assert_eq!(
-        post(&c, &url, Some("nope"), list.clone())
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(post(&c, &url, None, list.clone()).send().await.unwrap().status(), 400);
+    assert_eq!(post(&c, &url, Some("nope"), list.clone()).send().await.unwrap().status(), 404);
     let evil = post(&c, &url, None, json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}))
         .header("origin", "http://evil.example.com")
         .send()
         .await
         .unwrap();
     assert_eq!(evil.status(), 403);
-    let garbage = c
-        .post(&url)
-        .header("content-type", "application/json")
-        .body("{nope")
-        .send()
-        .await
-        .unwrap();
+    let garbage = c.post(&url).header("content-type", "application/json").body("{nope").send().await.unwrap();
     assert_eq!(garbage.status(), 400);
-    assert_eq!(
-        garbage.json::<Value>().await.unwrap()["error"]["code"],
-        -32700
-    );
+    assert_eq!(garbage.json::<Value>().await.unwrap()["error"]["code"], -32700);
 
     let sid = initialize(&c, &url, json!({})).await;
-    let tools: Value = post(&c, &url, Some(&sid), list.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        tools["result"]["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["name"] == "test_simple_text")
-    );
-    let del = c
-        .delete(&url)
-        .header("mcp-session-id", &sid)
-        .send()
-        .await
-        .unwrap();
+    let tools: Value = post(&c, &url, Some(&sid), list.clone()).send().await.unwrap().json().await.unwrap();
+    assert!(tools["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "test_simple_text"));
+    let del = c.delete(&url).header("mcp-session-id", &sid).send().await.unwrap();
     assert_eq!(del.status(), 200);
-    assert_eq!(
-        post(&c, &url, Some(&sid), list)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(post(&c, &url, Some(&sid), list).send().await.unwrap().status(), 404);
     fx.shutdown().await.unwrap();
 }
 
@@ -214,22 +145,10 @@ async fn standalone_stream_carries_resource_updates() {
         json!({"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"test://watched-resource"}}),
     );
     assert_eq!(sub.send().await.unwrap().status(), 200);
-    let get = c
-        .get(&url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &watcher)
-        .send()
-        .await
-        .unwrap();
+    let get = c.get(&url).header("accept", "text/event-stream").header("mcp-session-id", &watcher).send().await.unwrap();
     assert_eq!(get.status(), 200);
     let mut sse = SseReader::new(get);
-    let second = c
-        .get(&url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &watcher)
-        .send()
-        .await
-        .unwrap();
+    let second = c.get(&url).header("accept", "text/event-stream").header("mcp-session-id", &watcher).send().await.unwrap();
     assert_eq!(second.status(), 409, "one standalone stream per session");
 
     let other = initialize(&c, &url, json!({})).await;
@@ -242,38 +161,19 @@ async fn standalone_stream_carries_resource_updates() {
     let r: Value = call.send().await.unwrap().json().await.unwrap();
     assert_eq!(r["result"]["content"][0]["text"], "notified 1 session(s)");
     let note = sse.next().await.unwrap();
-    assert_eq!(
-        note,
-        json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"test://watched-resource"}})
-    );
+    assert_eq!(note, json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"test://watched-resource"}}));
     fx.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn echo_mode_is_stateless() {
-    let fx = start(FixtureOptions {
-        echo_only: true,
-        ..FixtureOptions::default()
-    })
-    .await;
+    let fx = start(FixtureOptions { echo_only: true, ..FixtureOptions::default() }).await;
     let c = client();
-    let r: Value = post(&c, &fx.url(), None, json!({"jsonrpc":"2.0","id":"e","method":"tools/call","params":{"name":"echo","arguments":{"text":"héllo \"x\""}}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let text = r["result"]["content"][0]["text"].as_str().unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(text).unwrap(),
-        json!({"text":"héllo \"x\""})
-    );
     let r: Value = post(
         &c,
         &fx.url(),
         None,
-        json!({"jsonrpc":"2.0","id":1,"method":"resources/list"}),
+        json!({"jsonrpc":"2.0","id":"e","method":"tools/call","params":{"name":"echo","arguments":{"text":"héllo \"x\""}}}),
     )
     .send()
     .await
@@ -281,31 +181,28 @@ async fn echo_mode_is_stateless() {
     .json()
     .await
     .unwrap();
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(serde_json::from_str::<Value>(text).unwrap(), json!({"text":"héllo \"x\""}));
+    let r: Value =
+        post(&c, &fx.url(), None, json!({"jsonrpc":"2.0","id":1,"method":"resources/list"})).send().await.unwrap().json().await.unwrap();
     assert_eq!(r["error"]["code"], -32601);
     fx.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_binary_reports_its_url_and_serves_echo_mode() {
-    let (mut child, url) = gatehouse_test_support::spawn_fixture_http(&["--json-only"])
-        .await
-        .unwrap();
-    assert!(
-        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
-        "{url}"
-    );
-    let r: Value = post(&client(), &url, None, json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (mut child, url) = gatehouse_test_support::spawn_fixture_http(&["--json-only"]).await.unwrap();
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"), "{url}");
+    let r: Value =
+        post(&client(), &url, None, json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(r["result"]["content"][0]["text"], "{}");
     child.kill();
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .expect("the killed fixture exits")
-        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("the killed fixture exits").unwrap();
     assert!(!status.success(), "the guard killed the fixture");
 }
