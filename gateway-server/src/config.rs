@@ -312,6 +312,10 @@ pub struct AuthConfig {
     /// and mode 0600 when missing). When unset the secret lives in the store,
     /// shared by every hub and CLI using it.
     pub secret_file: Option<PathBuf>,
+    /// When set, MCP callers without a key act as this user (created when
+    /// missing). Meant for local development and for test suites that cannot
+    /// send credentials; never enable it on a shared hub. Off by default.
+    pub anonymous_user: Option<String>,
 }
 
 /// `[mcp]`: the MCP front door.
@@ -745,6 +749,9 @@ fn apply_env(config: &mut Config, env: &dyn EnvSource) -> Result<BTreeSet<String
     l.string("database.url", &mut d.url);
     l.number("database.max_connections", &mut d.max_connections)?;
     l.path("auth.secret_file", &mut config.auth.secret_file);
+    if let Some(v) = l.get("auth.anonymous_user") {
+        config.auth.anonymous_user = Some(v);
+    }
     let m = &mut config.mcp;
     l.number("mcp.request_timeout_secs", &mut m.request_timeout_secs)?;
     l.number("mcp.session_idle_timeout_secs", &mut m.session_idle_timeout_secs)?;

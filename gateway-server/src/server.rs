@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
 use crate::mcp::guard::OriginPolicy;
 use crate::mcp::{Hub, HubSettings};
@@ -29,6 +29,8 @@ pub struct AppState {
     pub auth: Authenticator,
     pub hub: Arc<Hub>,
     pub origins: Arc<OriginPolicy>,
+    /// The principal of callers without a key, when `auth.anonymous_user` is set.
+    pub anonymous: Option<Arc<Principal>>,
 }
 
 impl AppState {
@@ -51,7 +53,24 @@ impl AppState {
             hub.add_backend(b.to_upstream_spec(default_timeout));
         }
         let origins = Arc::new(OriginPolicy::new(&config.server.public_url, &config.server.allowed_hosts, &config.server.allowed_origins));
-        Ok(Self { config: Arc::new(config), store, auth, hub, origins })
+        let anonymous = match &config.auth.anonymous_user {
+            Some(name) => {
+                let user =
+                    store.ensure_user(name, crate::store::Role::Developer).await.context("auth.anonymous_user: cannot create the user")?;
+                tracing::warn!(user = %name, "auth.anonymous_user is set: MCP callers without a key are let in as this user");
+                Some(Arc::new(Principal {
+                    user_id: user.id,
+                    username: user.username,
+                    role: user.role,
+                    key_id: String::new(),
+                    key_name: "anonymous".into(),
+                    surfaces: vec!["mcp".into()],
+                    tools: vec![],
+                }))
+            }
+            None => None,
+        };
+        Ok(Self { config: Arc::new(config), store, auth, hub, origins, anonymous })
     }
 }
 

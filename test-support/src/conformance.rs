@@ -124,15 +124,16 @@ pub fn expected_failures(path: &Path) -> std::io::Result<Vec<String>> {
     Ok(out)
 }
 
-/// Runs `scripts/conformance.sh URL --spec-version SPEC --out OUT_DIR` and
-/// reads the results. `next` selects the 0.2.0-alpha suite package.
+/// Runs `scripts/conformance.sh URL --spec-version SPEC --suite all --out OUT_DIR`
+/// (every server scenario, pending ones included) and reads the results.
+/// `next` selects the 0.2.0-alpha suite package.
 pub async fn run_server_suite(url: &str, spec_version: &str, out_dir: &Path, next: bool) -> Result<Report, ConformanceError> {
     if node22().is_none() {
         return Err(ConformanceError::PeersMissing);
     }
     let script = workspace_root().join("scripts/conformance.sh");
     let mut cmd = tokio::process::Command::new("bash");
-    cmd.arg(script).arg(url).args(["--spec-version", spec_version]).arg("--out").arg(out_dir);
+    cmd.arg(script).arg(url).args(["--spec-version", spec_version, "--suite", "all"]).arg("--out").arg(out_dir);
     if next {
         cmd.arg("--next");
     }

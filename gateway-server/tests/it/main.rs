@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod conformance;
 mod mcp;
 mod store;
 mod support;

@@ -1,0 +1,47 @@
+//! The official MCP conformance suite through the hub.
+//!
+//! The fixture server runs behind the hub as a stdio backend and the suite
+//! runs against `/mcp/fixture`. Every scenario the fixture passes when called
+//! directly must pass through the hub too; the only exceptions are listed,
+//! each with its reason, in `conformance/expected-failures-hub.yml`.
+
+use gatehouse_test_support::conformance::{expected_failures, fixture_expected_failures_file, run_server_suite};
+use gatehouse_test_support::{fixture_bin, node22, workspace_root};
+
+use crate::support::TestHub;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_passes_through_the_hub() {
+    if node22().is_none() {
+        assert!(
+            std::env::var("GATEHOUSE_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "GATEHOUSE_REQUIRE_PEERS=1 but the test peers are missing: run scripts/install-peers.sh"
+        );
+        eprintln!("\n*** SKIPPED: conformance_suite_passes_through_the_hub: run scripts/install-peers.sh ***\n");
+        return;
+    }
+    let bin = fixture_bin();
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
+    // The suite cannot send credentials: this hub lets keyless callers in.
+    let hub = TestHub::start(&format!(
+        "[auth]\nanonymous_user = \"conformance\"\n[[backends]]\nname = \"fixture\"\ntransport = \"stdio\"\ncommand = \"{}\"\n",
+        bin.display()
+    ))
+    .await;
+    hub.wait_backend("fixture").await;
+
+    let mut expected = expected_failures(&fixture_expected_failures_file()).unwrap();
+    expected.extend(expected_failures(&workspace_root().join("conformance/expected-failures-hub.yml")).unwrap());
+    let out = tempfile::tempdir().unwrap();
+    let url = format!("{}/mcp/fixture", hub.base);
+    let mut failures = Vec::new();
+    for (i, spec) in ["2025-11-25", "2025-06-18"].into_iter().enumerate() {
+        let report = run_server_suite(&url, spec, &out.path().join(format!("{i}-{spec}")), false).await.expect("the suite ran");
+        println!("conformance through the hub, spec {spec}:\n{}", report.table(&expected));
+        assert!(report.scenarios.len() >= 20, "suspiciously few scenarios ran for {spec}:\n{}", report.output);
+        for s in report.unexpected_failures(&expected) {
+            failures.push(format!("{spec}: {} ({})", s.scenario, s.messages.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "unexpected conformance failures through the hub:\n{}", failures.join("\n"));
+}
