@@ -210,7 +210,7 @@ impl ServerConfig {
             return false;
         }
         let name = host_without_port(&host_header);
-        if LOOPBACK_HOSTS.contains(&name) {
+        if is_loopback_name(name) || self.allowed_hosts.iter().any(|h| h == "*") {
             return true;
         }
         if let Some(public) = url::Url::parse(&self.public_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase))
@@ -240,7 +240,7 @@ impl ServerConfig {
         let Some(host) = parsed.host_str() else {
             return false;
         };
-        if LOOPBACK_HOSTS.contains(&host.to_ascii_lowercase().as_str()) {
+        if is_loopback_name(&host.to_ascii_lowercase()) {
             return true;
         }
         let candidate = parsed.origin();
@@ -249,6 +249,11 @@ impl ServerConfig {
         }
         self.allowed_origins.iter().filter_map(|o| url::Url::parse(o).ok()).any(|o| o.origin() == candidate)
     }
+}
+
+/// Loopback names and addresses: `localhost`, `*.localhost`, 127.0.0.0/8, `::1`.
+fn is_loopback_name(name: &str) -> bool {
+    LOOPBACK_HOSTS.contains(&name) || name.ends_with(".localhost") || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The host part of a `Host` header value (`[::1]:80` → `[::1]`, `a:1` → `a`).
@@ -1127,6 +1132,7 @@ mod tests {
 
         let mut config = Config::default();
         config.auth.secret_file = Some(PathBuf::from("x"));
+        config.auth.anonymous_user = Some("a".into());
         let value = toml::Value::try_from(&config).unwrap();
         let table = value.as_table().unwrap();
         let mut expected = BTreeSet::new();

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
-use crate::mcp::guard::OriginPolicy;
 use crate::mcp::{Hub, HubSettings};
 use crate::store::Store;
 
@@ -28,7 +27,6 @@ pub struct AppState {
     pub store: Store,
     pub auth: Authenticator,
     pub hub: Arc<Hub>,
-    pub origins: Arc<OriginPolicy>,
     /// The principal of callers without a key, when `auth.anonymous_user` is set.
     pub anonymous: Option<Arc<Principal>>,
 }
@@ -52,7 +50,6 @@ impl AppState {
         for b in config.backends.iter().filter(|b| b.enabled) {
             hub.add_backend(b.to_upstream_spec(default_timeout));
         }
-        let origins = Arc::new(OriginPolicy::new(&config.server.public_url, &config.server.allowed_hosts, &config.server.allowed_origins));
         let anonymous = match &config.auth.anonymous_user {
             Some(name) => {
                 let user =
@@ -70,7 +67,7 @@ impl AppState {
             }
             None => None,
         };
-        Ok(Self { config: Arc::new(config), store, auth, hub, origins, anonymous })
+        Ok(Self { config: Arc::new(config), store, auth, hub, anonymous })
     }
 }
 

@@ -345,20 +345,30 @@ fn host_and_origin_checks() {
     )
     .unwrap();
     let s = &c.server;
-    for ok in
-        ["localhost:3200", "127.0.0.1", "[::1]:3200", "hub.example.com", "HUB.example.com:443", "alt.example:1", "pinned.example:8443"]
-    {
+    for ok in [
+        "localhost:3200",
+        "127.0.0.1",
+        "127.8.9.10:1",
+        "[::1]:3200",
+        "hub.example.com",
+        "HUB.example.com:443",
+        "alt.example:1",
+        "pinned.example:8443",
+    ] {
         assert!(s.is_host_allowed(ok), "{ok}");
     }
-    for bad in ["evil.example", "pinned.example:1", "", "hub.example.com.evil.example"] {
+    for bad in ["evil.example", "pinned.example:1", "", "hub.example.com.evil.example", "127.0.0.1.evil.example", "localhost.evil.example"]
+    {
         assert!(!s.is_host_allowed(bad), "{bad}");
     }
     for ok in ["https://hub.example.com", "http://localhost:5173", "http://127.0.0.1:9", "https://app.example"] {
         assert!(s.is_origin_allowed(ok), "{ok}");
     }
-    for bad in ["https://evil.example", "http://hub.example.com", "null", "https://app.example:444"] {
+    for bad in ["https://evil.example", "http://hub.example.com", "null", "https://app.example:444", "http://localhost.evil.example"] {
         assert!(!s.is_origin_allowed(bad), "{bad}");
     }
     let any = parse("[server]\nallowed_origins = [\"*\"]").unwrap();
     assert!(any.server.is_origin_allowed("https://anything.example"));
+    let any = parse("[server]\nallowed_hosts = [\"*\"]").unwrap();
+    assert!(any.server.is_host_allowed("anything.example"));
 }
