@@ -133,7 +133,8 @@ impl Target {
             .next()
             .ok_or_else(|| anyhow!("{authority} resolves to no address"))?;
         let path: Uri = uri.path_and_query().map_or("/", |p| p.as_str()).parse()?;
-        let bearer = key.map(|k| HeaderValue::from_str(&format!("Bearer {k}"))).transpose().context("the key is not a valid header value")?;
+        let bearer =
+            key.map(|k| HeaderValue::from_str(&format!("Bearer {k}"))).transpose().context("the key is not a valid header value")?;
         Ok(Self { addr, authority: HeaderValue::from_str(authority.as_str())?, path, bearer, tool: tool.to_owned() })
     }
 }
@@ -278,7 +279,7 @@ fn check_message(text: &str, id: u64) -> anyhow::Result<&RawValue> {
         bail!("JSON-RPC error: {}", excerpt(e.get()));
     }
     let result = answer.result.ok_or_else(|| anyhow!("no result: {}", excerpt(text)))?;
-    ensure!(answer.id.is_some_and(|v| v.get() == id.to_string()), "answer for another id: {}", excerpt(text));
+    ensure!(answer.id.is_some_and(|v| v.get().parse::<u64>().ok() == Some(id)), "answer for another id: {}", excerpt(text));
     Ok(result)
 }
 

@@ -4,6 +4,7 @@
 //! guard that kills spawned processes, and a runner for the MCP conformance
 //! suite that other crates' tests reuse against the hub.
 
+pub mod bench;
 pub mod conformance;
 pub mod fixture;
 pub mod paths;

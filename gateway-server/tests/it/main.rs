@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod conformance;
+mod flows;
 mod mcp;
 mod store;
 mod support;
