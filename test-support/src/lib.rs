@@ -10,5 +10,5 @@ pub mod fixture;
 pub mod paths;
 pub mod process;
 
-pub use paths::{fixture_bin, node22, peers_dir, workspace_root};
+pub use paths::{fixture_bin, node22, peers_dir, peers_or_skip, workspace_root};
 pub use process::{ChildGuard, Killable, spawn_fixture_http};

@@ -72,3 +72,18 @@ mod tests {
         assert!(fixture_bin().starts_with(target_profile_dir()));
     }
 }
+
+/// True when the third-party peers are installed. When they are not, prints a
+/// loud skip notice naming `test` and returns false — or panics when
+/// `GATEHOUSE_REQUIRE_PEERS=1` says they must be there (the test command sets it).
+pub fn peers_or_skip(test: &str) -> bool {
+    if node22().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var("GATEHOUSE_REQUIRE_PEERS").as_deref() != Ok("1"),
+        "{test}: GATEHOUSE_REQUIRE_PEERS=1 but the test peers are missing: run scripts/install-peers.sh"
+    );
+    eprintln!("\n*** SKIPPED: {test}: third-party test peers are not installed; run scripts/install-peers.sh ***\n");
+    false
+}

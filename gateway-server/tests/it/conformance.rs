@@ -6,18 +6,13 @@
 //! each with its reason, in `conformance/expected-failures-hub.yml`.
 
 use gatehouse_test_support::conformance::{expected_failures, fixture_expected_failures_file, run_server_suite};
-use gatehouse_test_support::{fixture_bin, node22, workspace_root};
+use gatehouse_test_support::{fixture_bin, peers_or_skip, workspace_root};
 
 use crate::support::TestHub;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_through_the_hub() {
-    if node22().is_none() {
-        assert!(
-            std::env::var("GATEHOUSE_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "GATEHOUSE_REQUIRE_PEERS=1 but the test peers are missing: run scripts/install-peers.sh"
-        );
-        eprintln!("\n*** SKIPPED: conformance_suite_passes_through_the_hub: run scripts/install-peers.sh ***\n");
+    if !peers_or_skip("conformance_suite_passes_through_the_hub") {
         return;
     }
     let bin = fixture_bin();

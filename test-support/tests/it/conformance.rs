@@ -5,16 +5,11 @@
 
 use gatehouse_test_support::conformance::{expected_failures, fixture_expected_failures_file, run_server_suite};
 use gatehouse_test_support::fixture::{FixtureOptions, serve_http};
-use gatehouse_test_support::node22;
+use gatehouse_test_support::peers_or_skip;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixture_passes_the_conformance_suite() {
-    if node22().is_none() {
-        assert!(
-            std::env::var("GATEHOUSE_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "GATEHOUSE_REQUIRE_PEERS=1 but the test peers are missing: run scripts/install-peers.sh"
-        );
-        eprintln!("\n*** SKIPPED: fixture_passes_the_conformance_suite: run scripts/install-peers.sh ***\n");
+    if !peers_or_skip("fixture_passes_the_conformance_suite") {
         return;
     }
     let expected = expected_failures(&fixture_expected_failures_file()).expect("read the expected failures");
