@@ -136,7 +136,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = AppState::build(config).await?;
     let listener = TcpListener::bind(&listen).await.with_context(|| format!("server.listen: cannot bind {listen}"))?;
     let addr = listener.local_addr()?;
-    let public = state.config.server.public_url.clone();
+    let public = advertised_url(&state.config.server.public_url, addr);
     tracing::info!(%addr, backends = state.config.backends.len(), store = state.store.kind(), "Gatehouse hub listening");
     // A closed stdout (e.g. piped into `head`) must not stop the hub: ignore write errors.
     let banner = format!(
@@ -152,6 +152,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         trigger.cancel();
     });
     serve_on(listener, state, shutdown).await
+}
+
+/// The URL to tell users: `public_url`, with the real port when the hub was
+/// asked to pick one (`listen = "...:0"`).
+fn advertised_url(public_url: &str, bound: SocketAddr) -> String {
+    match url::Url::parse(public_url) {
+        Ok(mut u) if u.port() == Some(0) => {
+            let _ = u.set_port(Some(bound.port()));
+            u.as_str().trim_end_matches('/').to_owned()
+        }
+        _ => public_url.trim_end_matches('/').to_owned(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -172,5 +184,17 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised_url;
+
+    #[test]
+    fn advertised_url_takes_the_bound_port_when_asked_to_pick_one() {
+        let bound = "127.0.0.1:4567".parse().unwrap();
+        assert_eq!(advertised_url("http://127.0.0.1:0", bound), "http://127.0.0.1:4567");
+        assert_eq!(advertised_url("https://hub.example.com/", bound), "https://hub.example.com");
     }
 }

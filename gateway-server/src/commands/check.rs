@@ -10,7 +10,7 @@ use crate::config::{self, EnvSource, ProcessEnv};
 #[derive(Debug, Clone, Default, Args)]
 pub struct CheckArgs {}
 
-/// Prints `ok: N backends` when the config is valid; otherwise fails with the
+/// Prints `ok: N backend(s)` when the config is valid; otherwise fails with the
 /// offending key.
 pub fn run(config_path: Option<&Path>, _args: CheckArgs) -> anyhow::Result<()> {
     super::print_stdout(&summary(config_path, &ProcessEnv)?)
@@ -19,5 +19,6 @@ pub fn run(config_path: Option<&Path>, _args: CheckArgs) -> anyhow::Result<()> {
 /// The line `check` prints for a valid config.
 pub fn summary(config_path: Option<&Path>, env: &dyn EnvSource) -> anyhow::Result<String> {
     let config = config::load(config_path, env)?;
-    Ok(format!("ok: {} backends\n", config.backends.len()))
+    let n = config.backends.len();
+    Ok(format!("ok: {n} backend{}\n", if n == 1 { "" } else { "s" }))
 }

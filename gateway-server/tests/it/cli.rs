@@ -43,7 +43,7 @@ fn init_output_passes_check() {
 
     let out = run(bin(dir.path()).args(["check", "--config", "example.toml"]));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "ok: 1 backends\n");
+    assert_eq!(stdout(&out), "ok: 1 backend\n");
 }
 
 #[test]
