@@ -94,11 +94,17 @@ impl Catalog {
                 cat.resources.push(Value::Object(item));
             }
             for t in &bc.templates {
+                let mut item = t.clone();
                 if let Some(tpl) = t.get("uriTemplate").and_then(Value::as_str) {
                     let prefix = tpl.split('{').next().unwrap_or_default().to_owned();
+                    // A template another backend already offers is exposed
+                    // namespaced, so clients can reach this backend's copy.
+                    if cat.template_prefixes.iter().any(|(_, p)| *p == prefix) {
+                        item.insert("uriTemplate".into(), Value::String(format!("{COLLISION_SCHEME}{backend}:{tpl}")));
+                    }
                     cat.template_prefixes.push((backend.clone(), prefix));
                 }
-                cat.templates.push(Value::Object(t.clone()));
+                cat.templates.push(Value::Object(item));
             }
         }
         // Longest template prefix wins when routing a URI.
@@ -200,6 +206,7 @@ mod tests {
         let b = BackendCatalog {
             tools: vec![obj(json!({"name":"echo"}))],
             resources: vec![obj(json!({"uri":"file:///a","name":"a2"}))],
+            templates: vec![obj(json!({"uriTemplate":"test://template/{id}/data","name":"t"}))],
             ..Default::default()
         };
         let cat = Catalog::build([("a", &a), ("b", &b)]);
@@ -216,8 +223,12 @@ mod tests {
         let r = cat.resource(ns).unwrap();
         assert_eq!((&*r.backend, r.original.as_str()), ("b", "file:///a"));
         assert_eq!(&*cat.resource("file:///a").unwrap().backend, "a");
-        // Templates route by prefix.
+        // Templates route by prefix; a template offered twice is namespaced the second time.
         assert_eq!(&*cat.resource("test://template/7/data").unwrap().backend, "a");
+        assert_eq!(cat.templates.len(), 2);
+        assert_eq!(cat.templates[1]["uriTemplate"], "gatehouse+b:test://template/{id}/data");
+        let r = cat.resource("gatehouse+b:test://template/7/data").unwrap();
+        assert_eq!((&*r.backend, r.original.as_str()), ("b", "test://template/7/data"));
         assert!(cat.resource("nope://x").is_none());
     }
 

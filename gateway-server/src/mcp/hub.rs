@@ -495,7 +495,12 @@ impl Hub {
                     method::RESOURCES_UNSUBSCRIBE => session.unsubscribe(&route.original),
                     _ => {}
                 }
-                self.forward(session, &route.backend, &req, Some(params), sink).await
+                let result = self.forward(session, &route.backend, &req, Some(params), sink).await?;
+                if route.original == uri || req.method != method::RESOURCES_READ {
+                    return Ok(result);
+                }
+                // The client asked by the namespaced URI: answer in its terms.
+                Ok(rename_contents(result, &route.original, &uri))
             }
             method::COMPLETION_COMPLETE => {
                 let mut params = params_object(&req)?;
@@ -663,6 +668,20 @@ impl Hub {
     }
 }
 
+/// Rewrites `contents[].uri == from` to `to` in a `resources/read` result,
+/// keeping every other member as the backend sent it.
+fn rename_contents(result: Box<RawValue>, from: &str, to: &str) -> Box<RawValue> {
+    let Ok(mut obj) = RawObject::parse(Some(&result)) else { return result };
+    let Some(mut contents) = obj.get_as::<Vec<RawObject>>("contents") else { return result };
+    for c in &mut contents {
+        if c.get_str("uri").as_deref() == Some(from) {
+            c.set("uri", to_raw(to));
+        }
+    }
+    obj.set("contents", to_raw(&contents));
+    obj.to_raw()
+}
+
 fn params_object(req: &Request) -> Result<RawObject, ErrorObject> {
     RawObject::parse(req.params.as_deref()).map_err(|_| ErrorObject::invalid_params("params must be an object"))
 }
@@ -670,4 +689,20 @@ fn params_object(req: &Request) -> Result<RawObject, ErrorObject> {
 fn unknown(what: &str, name: &str) -> ErrorObject {
     ErrorObject::new(code::INVALID_PARAMS, format!("Unknown {what}: {name}"))
         .with_data(json!({ "reason": "unknown_name", "kind": what, "name": name }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_results_are_renamed_to_the_uri_the_client_used() {
+        let raw =
+            to_raw(&json!({ "contents": [{ "uri": "demo://a", "text": "x", "_meta": { "k": 1 } }, { "uri": "demo://other" }], "z": 1 }));
+        let out: Value = serde_json::from_str(rename_contents(raw, "demo://a", "gatehouse+b:demo://a").get()).unwrap();
+        assert_eq!(
+            out,
+            json!({ "contents": [{ "uri": "gatehouse+b:demo://a", "text": "x", "_meta": { "k": 1 } }, { "uri": "demo://other" }], "z": 1 })
+        );
+    }
 }

@@ -5,5 +5,6 @@ mod config;
 mod conformance;
 mod flows;
 mod mcp;
+mod peers;
 mod store;
 mod support;
