@@ -102,6 +102,7 @@ pub struct Report {
     pub elapsed_secs: f64,
     /// Calls completed in the measured part, errors included.
     pub requests: u64,
+    /// Failed calls, those of the warm-up included: any makes the run fail.
     pub errors: u64,
     /// The first error seen, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -296,12 +297,13 @@ fn new_histogram() -> Histogram<u64> {
 struct Tally {
     hist: Histogram<u64>,
     errors: u64,
+    warmup_errors: u64,
     first_error: Option<String>,
 }
 
 impl Tally {
     fn new() -> Self {
-        Self { hist: new_histogram(), errors: 0, first_error: None }
+        Self { hist: new_histogram(), errors: 0, warmup_errors: 0, first_error: None }
     }
 
     fn record(&mut self, outcome: anyhow::Result<()>, took: Duration) {
@@ -320,6 +322,7 @@ impl Tally {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.hist.add(&other.hist);
         self.errors += other.errors;
+        self.warmup_errors += other.warmup_errors;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -365,7 +368,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
         warmup_secs: cfg.warmup.as_secs_f64(),
         elapsed_secs: (secs * 1000.0).round() / 1000.0,
         requests: tally.count(),
-        errors: tally.errors,
+        errors: tally.errors + tally.warmup_errors,
         first_error: tally.first_error,
         requests_per_sec: if secs > 0.0 { (h.len() as f64 / secs).round() } else { 0.0 },
         latency_us,
@@ -383,7 +386,7 @@ async fn latency(target: Arc<Target>, requests: u64, warmup: Duration) -> anyhow
     }
     let mut tally = Tally::new();
     // Warm-up errors fail the run too.
-    tally.errors = warm.errors;
+    tally.warmup_errors = warm.errors;
     tally.first_error = warm.first_error;
     let start = Instant::now();
     for _ in 0..requests {
@@ -421,7 +424,7 @@ async fn throughput(target: Arc<Target>, concurrency: usize, duration: Duration,
                         warm_errors.record(r, done - t);
                     }
                 }
-                tally.errors += warm_errors.errors;
+                tally.warmup_errors += warm_errors.errors;
                 if tally.first_error.is_none() {
                     tally.first_error = warm_errors.first_error;
                 }
@@ -489,8 +492,11 @@ mod tests {
         let r = run(&BenchConfig { mode: Mode::Throughput, concurrency: 4, ..base.clone() }).await.unwrap();
         assert_eq!(r.errors, 0);
         assert!(r.requests > 0 && r.requests_per_sec > 0.0);
-        let r = run(&BenchConfig { tool: "nope".into(), requests: 3, ..base }).await.unwrap();
-        assert_eq!(r.errors, 3);
+        let r = run(&BenchConfig { tool: "nope".into(), requests: 3, warmup: Duration::ZERO, ..base.clone() }).await.unwrap();
+        assert_eq!((r.requests, r.errors), (3, 3));
         assert!(r.first_error.unwrap().contains("Unknown tool"));
+        // Failures during the warm-up count too.
+        let r = run(&BenchConfig { tool: "nope".into(), requests: 3, ..base }).await.unwrap();
+        assert!(r.requests == 3 && r.errors > 3);
     }
 }

@@ -60,19 +60,6 @@ pub fn fixture_bin() -> PathBuf {
     workspace_bin("gatehouse-fixture")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn root_holds_the_workspace_manifest() {
-        let root = workspace_root();
-        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-        assert!(manifest.contains("[workspace]"));
-        assert!(fixture_bin().starts_with(target_profile_dir()));
-    }
-}
-
 /// True when the third-party peers are installed. When they are not, prints a
 /// loud skip notice naming `test` and returns false — or panics when
 /// `GATEHOUSE_REQUIRE_PEERS=1` says they must be there (the test command sets it).
@@ -86,4 +73,17 @@ pub fn peers_or_skip(test: &str) -> bool {
     );
     eprintln!("\n*** SKIPPED: {test}: third-party test peers are not installed; run scripts/install-peers.sh ***\n");
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_holds_the_workspace_manifest() {
+        let root = workspace_root();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("[workspace]"));
+        assert!(fixture_bin().starts_with(target_profile_dir()));
+    }
 }
