@@ -184,6 +184,9 @@ pub enum UpstreamEvent {
     Request { request: Request, context: Option<u64>, reply: oneshot::Sender<Result<Box<RawValue>, ErrorObject>> },
     /// The connection came up (with a possibly new `initialize` result) or went down.
     Health(Health),
+    /// Asked for by [`Upstream::flush_events`]: every event emitted before
+    /// this one has been delivered. Answer on the sender once they are handled.
+    Barrier(oneshot::Sender<()>),
 }
 
 /// Per-call options.
@@ -258,6 +261,25 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
+    /// How many events this upstream has emitted so far. A caller compares it
+    /// before and after a call to learn whether [`Upstream::flush_events`] is needed.
+    pub fn events_emitted(&self) -> u64 {
+        self.inner.shared.events_emitted()
+    }
+
+    /// Waits until every event emitted so far has been handled by the
+    /// consumer (it acknowledges the [`UpstreamEvent::Barrier`]), or `timeout`.
+    ///
+    /// Responses reach callers directly while events travel through a queue, so
+    /// a notification the server sent *before* a response (progress, logging)
+    /// can otherwise be handled after it. Awaiting this between receiving a
+    /// result and passing it on keeps the server's order.
+    pub async fn flush_events(&self, timeout: Duration) {
+        let (tx, rx) = oneshot::channel();
+        self.inner.shared.emit_barrier(UpstreamEvent::Barrier(tx));
+        let _ = tokio::time::timeout(timeout, rx).await;
+    }
+
     /// Starts the supervisor and returns at once; the connection comes up in
     /// the background (watch [`Upstream::status`] or [`Upstream::wait_ready`]).
     /// Must be called inside a Tokio runtime.

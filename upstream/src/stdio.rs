@@ -32,6 +32,8 @@ pub const BASELINE_ENV_WINDOWS: &[&str] = &["SYSTEMROOT", "USERPROFILE", "APPDAT
 const STDIN_GRACE: Duration = Duration::from_millis(500);
 /// How long the process group may take to exit after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
+/// Time allowed for SIGKILLed processes to disappear.
+const KILL_GRACE: Duration = Duration::from_secs(1);
 /// Longest stderr line logged whole.
 const MAX_LOGGED_LINE: usize = 8 * 1024;
 
@@ -269,6 +271,12 @@ async fn terminate(child: &mut Child, group: Option<i32>, stdin_closed: &Cancell
             }
             if tokio::time::Instant::now() >= deadline {
                 signal_group(group, nix::sys::signal::Signal::SIGKILL);
+                // SIGKILL is delivered asynchronously: wait (briefly) until the
+                // group is really gone, so shutdown returns with nothing left.
+                let deadline = tokio::time::Instant::now() + KILL_GRACE;
+                while group_alive(group) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

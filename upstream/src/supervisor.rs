@@ -4,7 +4,7 @@
 //! supervisor and the connection tasks.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gatehouse_proto::jsonrpc::to_raw;
@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     changed: watch::Sender<u64>,
     pub shutdown: CancellationToken,
     next_id: AtomicI64,
+    /// Events emitted so far (barriers excluded).
+    emitted: AtomicU64,
 }
 
 impl Shared {
@@ -59,6 +61,7 @@ impl Shared {
             changed: watch::channel(0).0,
             shutdown: CancellationToken::new(),
             next_id: AtomicI64::new(1),
+            emitted: AtomicU64::new(0),
         })
     }
 
@@ -72,7 +75,17 @@ impl Shared {
     }
 
     pub(crate) fn emit(&self, event: UpstreamEvent) {
+        self.emitted.fetch_add(1, Ordering::Release);
         let _ = self.events.send(event);
+    }
+
+    /// Queues a barrier behind every event emitted so far, without counting it.
+    pub(crate) fn emit_barrier(&self, barrier: UpstreamEvent) {
+        let _ = self.events.send(barrier);
+    }
+
+    pub(crate) fn events_emitted(&self) -> u64 {
+        self.emitted.load(Ordering::Acquire)
     }
 
     pub(crate) fn status(&self) -> Status {

@@ -29,6 +29,8 @@ use super::session::{Scope, Session, Sessions};
 
 /// How long `/mcp/{backend}` waits for a starting backend at `initialize`.
 const INIT_WAIT: Duration = Duration::from_secs(10);
+/// Longest wait for a backend's earlier events to be handled before an answer is passed on.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 /// Most pages fetched from one backend for one list (a runaway-cursor guard).
 const MAX_PAGES: usize = 200;
 
@@ -184,6 +186,9 @@ impl Hub {
             while let Some(ev) = rx.recv().await {
                 let Some(hub) = hub.upgrade() else { break };
                 match ev {
+                    UpstreamEvent::Barrier(ack) => {
+                        let _ = ack.send(());
+                    }
                     UpstreamEvent::Health(Health::Ready) => b.refresh.notify_one(),
                     UpstreamEvent::Health(h) => tracing::debug!(backend = %b.name, health = ?h, "backend health changed"),
                     UpstreamEvent::Notification { method, params, context } => hub.on_backend_notification(&b, method, params, context),
@@ -626,7 +631,13 @@ impl Hub {
         self.calls.insert(call, CallRoute { session: session.clone(), sink: sink.clone(), backend: b.name.clone(), progress_token });
         let cancel = session.begin_call(req.id.clone());
         let opts = CallOptions { timeout: None, cancel: Some(cancel), context: Some(call) };
+        let events_before = b.upstream.events_emitted();
         let result = b.upstream.request(&req.method, params, opts).await;
+        if b.upstream.events_emitted() != events_before {
+            // Progress or logging the backend sent before its answer must reach
+            // the client before the answer does.
+            b.upstream.flush_events(FLUSH_WAIT).await;
+        }
         session.end_call(&req.id);
         self.calls.remove(&call);
         result.map_err(|e| e.to_error_object(&b.name))

@@ -274,3 +274,18 @@ async fn large_results_pass_through() {
     let r = c.call("tools/call", json!({ "name": "alpha__big", "arguments": {} })).await;
     assert_eq!(r["content"][0]["text"].as_str().unwrap().len(), 2_000_000);
 }
+
+#[tokio::test]
+async fn answers_never_overtake_the_progress_sent_before_them() {
+    let hub = hub_with_two().await;
+    let mut c = hub.client("/mcp");
+    c.initialize().await;
+    for round in 0..5 {
+        let r = c.request("tools/call", json!({ "name": "alpha__burst", "arguments": {}, "_meta": { "progressToken": round } })).await;
+        assert!(r.is_sse, "{r:?}");
+        let progress: Vec<_> = r.messages.iter().filter(|m| m["method"] == "notifications/progress").collect();
+        assert_eq!(progress.len(), 50, "round {round}: every progress notification arrives before the answer");
+        assert!(progress.iter().enumerate().all(|(i, p)| p["params"]["progress"] == i && p["params"]["progressToken"] == round));
+        assert_eq!(r.body()["result"]["content"][0]["text"], "burst");
+    }
+}
