@@ -29,6 +29,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// The principal of callers without a key, when `auth.anonymous_user` is set.
     pub anonymous: Option<Arc<Principal>>,
+    /// Open connections of the 2024-11-05 HTTP+SSE transport.
+    pub legacy: Arc<crate::mcp::legacy::LegacyConns>,
 }
 
 impl AppState {
@@ -67,7 +69,7 @@ impl AppState {
             }
             None => None,
         };
-        Ok(Self { config: Arc::new(config), store, auth, hub, anonymous })
+        Ok(Self { config: Arc::new(config), store, auth, hub, anonymous, legacy: Arc::default() })
     }
 }
 
@@ -76,6 +78,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.server.max_body_bytes;
     Router::new()
         .merge(crate::mcp::http::routes())
+        .merge(crate::mcp::legacy::routes())
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/", get(index))

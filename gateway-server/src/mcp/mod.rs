@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod guard;
 pub mod http;
 pub mod hub;
+pub mod legacy;
 pub mod naming;
 pub mod session;
 

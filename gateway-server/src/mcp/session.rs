@@ -100,8 +100,14 @@ impl Session {
     /// Opens (or replaces) the standalone server→client stream.
     pub fn open_stream(&self, capacity: usize) -> mpsc::Receiver<Message> {
         let (tx, rx) = mpsc::channel(capacity);
-        *self.stream.lock() = Some(tx);
+        self.attach_stream(tx);
         rx
+    }
+
+    /// Uses `tx` as the standalone server→client stream (the 2024-11-05
+    /// transport has one stream that carries everything).
+    pub fn attach_stream(&self, tx: mpsc::Sender<Message>) {
+        *self.stream.lock() = Some(tx);
     }
 
     /// Sends a message on the standalone stream; false when none is open or

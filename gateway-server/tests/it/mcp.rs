@@ -289,3 +289,142 @@ async fn answers_never_overtake_the_progress_sent_before_them() {
         assert_eq!(r.body()["result"]["content"][0]["text"], "burst");
     }
 }
+
+/// Reads SSE events (`event`, `data`) from a streaming response.
+struct Events {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl Events {
+    async fn next(&mut self) -> (String, String) {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let raw: String = self.buf.drain(..end + 2).collect();
+                let mut event = "message".to_owned();
+                let mut data = Vec::new();
+                for line in raw.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.trim_start().to_owned());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                return (event, data.join("\n"));
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), self.stream.next()).await.expect("an event in time");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk.expect("stream open").unwrap()));
+        }
+    }
+
+    async fn next_json(&mut self) -> Value {
+        let (event, data) = self.next().await;
+        assert_eq!(event, "message");
+        serde_json::from_str(&data).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn legacy_sse_transport_serves_the_merged_catalog() {
+    let hub = hub_with_two().await;
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {}", hub.key);
+    // Without a key: 401.
+    assert_eq!(http.get(format!("{}/sse", hub.base)).send().await.unwrap().status(), 401);
+    let resp =
+        http.get(format!("{}/sse", hub.base)).header("authorization", &auth).header("accept", "text/event-stream").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut events = Events { stream: Box::pin(resp.bytes_stream()), buf: String::new() };
+    let (event, endpoint) = events.next().await;
+    assert_eq!(event, "endpoint");
+    assert!(endpoint.starts_with("/messages?sessionId="), "{endpoint}");
+    let post = |body: Value| {
+        http.post(format!("{}{endpoint}", hub.base))
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    // Before initialize, requests are refused on the stream.
+    assert_eq!(post(json!({ "jsonrpc": "2.0", "id": 0, "method": "tools/list" })).await.unwrap().status(), 202);
+    assert_eq!(events.next_json().await["error"]["code"], -32600);
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": { "name": "old", "version": "1" } } });
+    assert_eq!(post(init).await.unwrap().status(), 202);
+    let r = events.next_json().await;
+    assert_eq!(r["id"], 1);
+    assert_eq!(r["result"]["protocolVersion"], "2024-11-05");
+    assert_eq!(post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await.unwrap().status(), 202);
+    assert_eq!(post(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" })).await.unwrap().status(), 202);
+    let r = events.next_json().await;
+    assert!(names(&r["result"], "tools").contains(&"beta__ok".to_owned()), "{r}");
+    assert_eq!(
+        post(json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": { "name": "beta__ok", "arguments": {} } }))
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let r = events.next_json().await;
+    assert_eq!((r["id"].clone(), r["result"]["content"][0]["text"].clone()), (json!(3), json!("fine")));
+    // Malformed JSON: 400; an unknown session id or another user's: 404.
+    let bad = http
+        .post(format!("{}{endpoint}", hub.base))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let unknown =
+        http.post(format!("{}/messages?sessionId=nope", hub.base)).header("authorization", &auth).body("{}").send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let bob = crate::support::create_key(&hub.state, "bob").await;
+    let other =
+        http.post(format!("{}{endpoint}", hub.base)).header("authorization", format!("Bearer {bob}")).body("{}").send().await.unwrap();
+    assert_eq!(other.status(), 404);
+    // Closing the stream ends the session.
+    let sessions = hub.state.hub.sessions.len();
+    drop(events);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hub.state.hub.sessions.len() >= sessions {
+        assert!(std::time::Instant::now() < deadline, "the session outlived its stream");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_typescript_v1_sse_client_lists_and_calls_tools_through_sse() {
+    if !gatehouse_test_support::peers_or_skip("the_typescript_v1_sse_client_lists_and_calls_tools_through_sse") {
+        return;
+    }
+    let hub = hub_with_two().await;
+    let node = gatehouse_test_support::node22().unwrap();
+    let node_modules = gatehouse_test_support::peers_dir().unwrap().join("npm/node_modules");
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/peers/ts_sse_client.mjs");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(node)
+            .arg(script)
+            .arg(format!("{}/sse", hub.base))
+            .arg("alpha__ok")
+            .env("GATEHOUSE_KEY", &hub.key)
+            .env("PEERS_NODE_MODULES", node_modules)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finished in time")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(summary["server"]["name"], "gatehouse", "{summary}");
+    let tools: Vec<&str> = summary["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert!(tools.contains(&"alpha__ok") && tools.contains(&"beta__ok"), "{tools:?}");
+    assert_eq!(summary["result"]["content"][0]["text"], "fine", "{summary}");
+}
