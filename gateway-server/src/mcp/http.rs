@@ -23,11 +23,11 @@ use axum::routing::post;
 use futures::{Stream, StreamExt};
 use gatehouse_proto::jsonrpc::Body;
 use gatehouse_proto::mcp::{self, code, method};
-use gatehouse_proto::{ErrorObject, Message, Request, RequestId};
+use gatehouse_proto::{ErrorObject, Message, Request};
 use tokio::sync::mpsc;
 
 use super::guard::Caller;
-use super::hub::Hub;
+use super::hub::{Hub, InitError};
 use super::session::{Scope, Session};
 use crate::server::AppState;
 
@@ -276,33 +276,14 @@ fn sse(messages: impl Stream<Item = Message> + Send + 'static) -> Response {
 }
 
 async fn initialize(st: &AppState, caller: &Caller, scope: Scope, req: Request) -> Response {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct InitParams {
-        protocol_version: String,
-        #[serde(default)]
-        capabilities: serde_json::Value,
-        #[serde(default)]
-        client_info: serde_json::Value,
+    let reply = |payload, session: Option<&str>| {
+        json_response(Message::Response(gatehouse_proto::Response { id: Some(req.id.clone()), payload }).to_json(), session)
+    };
+    match st.hub.start_session(caller.owner(), scope, &req).await {
+        Ok((session, result)) => reply(Ok(result), Some(&session.id)),
+        Err(InitError::Rpc(e)) => reply(Err(e), None),
+        Err(InitError::Full(e)) => rpc_error(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, format!("Cannot start a session: {e}")),
     }
-    let reply = |payload: Result<Box<serde_json::value::RawValue>, ErrorObject>, id: RequestId, session: Option<&str>| {
-        json_response(Message::Response(gatehouse_proto::Response { id: Some(id), payload }).to_json(), session)
-    };
-    let params: InitParams = match req.params_as() {
-        Ok(p) => p,
-        Err(e) => return reply(Err(e), req.id, None),
-    };
-    let version = mcp::negotiate(&params.protocol_version);
-    let result = match st.hub.initialize_result(&scope, version).await {
-        Ok(r) => r,
-        Err(e) => return reply(Err(e), req.id, None),
-    };
-    let session = match st.hub.sessions.create(caller.owner(), scope, version.to_owned(), params.client_info, params.capabilities) {
-        Ok(s) => s,
-        Err(e) => return rpc_error(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, format!("Cannot start a session: {e}")),
-    };
-    tracing::debug!(session = %session.id, user = %caller.owner(), version, client = %session.client_info, "MCP session started");
-    reply(Ok(result), req.id, Some(&session.id))
 }
 
 fn handle_get(st: &AppState, caller: &Caller, scope: &Scope, headers: &HeaderMap) -> Response {

@@ -25,7 +25,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{self, BackendCatalog, Catalog, Kind};
-use super::session::{Scope, Session, Sessions};
+use super::session::{Scope, Session, Sessions, TooManySessions};
 
 /// How long `/mcp/{backend}` waits for a starting backend at `initialize`.
 const INIT_WAIT: Duration = Duration::from_secs(10);
@@ -33,6 +33,16 @@ const INIT_WAIT: Duration = Duration::from_secs(10);
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 /// Most pages fetched from one backend for one list (a runaway-cursor guard).
 const MAX_PAGES: usize = 200;
+
+/// Why `initialize` did not start a session.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// Answer the request with this error.
+    #[error("{0}")]
+    Rpc(ErrorObject),
+    #[error(transparent)]
+    Full(#[from] TooManySessions),
+}
 
 /// Settings of the MCP router.
 #[derive(Clone, Debug)]
@@ -641,6 +651,26 @@ impl Hub {
         session.end_call(&req.id);
         self.calls.remove(&call);
         result.map_err(|e| e.to_error_object(&b.name))
+    }
+
+    /// Answers a client's `initialize`: negotiates the version, builds the
+    /// result and creates the session owned by `owner`.
+    pub async fn start_session(&self, owner: String, scope: Scope, req: &Request) -> Result<(Arc<Session>, Box<RawValue>), InitError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct InitParams {
+            protocol_version: String,
+            #[serde(default)]
+            capabilities: Value,
+            #[serde(default)]
+            client_info: Value,
+        }
+        let params: InitParams = req.params_as().map_err(InitError::Rpc)?;
+        let version = mcp::negotiate(&params.protocol_version);
+        let result = self.initialize_result(&scope, version).await.map_err(InitError::Rpc)?;
+        let session = self.sessions.create(owner, scope, version.to_owned(), params.client_info, params.capabilities)?;
+        tracing::debug!(session = %session.id, user = %session.owner, version, client = %session.client_info, "MCP session started");
+        Ok((session, result))
     }
 
     /// The `initialize` result for a new session.

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use dashmap::DashMap;
 use futures::StreamExt;
 use gatehouse_proto::jsonrpc::Body;
-use gatehouse_proto::mcp::{self, code, method};
+use gatehouse_proto::mcp::{code, method};
 use gatehouse_proto::{ErrorObject, Message, Request};
 use parking_lot::Mutex;
 use rand::RngCore;
@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::guard::Caller;
 use super::http::rpc_error;
-use super::hub::Hub;
+use super::hub::{Hub, InitError};
 use super::session::{Scope, Session};
 use crate::server::AppState;
 
@@ -155,15 +155,6 @@ async fn dispatch(hub: Arc<Hub>, conn: &Arc<LegacyConn>, session: Arc<Session>, 
 }
 
 async fn initialize(st: &AppState, conn: &LegacyConn, req: Request) {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct InitParams {
-        protocol_version: String,
-        #[serde(default)]
-        capabilities: serde_json::Value,
-        #[serde(default)]
-        client_info: serde_json::Value,
-    }
     if conn.session.lock().is_some() {
         return reply(
             conn,
@@ -171,21 +162,13 @@ async fn initialize(st: &AppState, conn: &LegacyConn, req: Request) {
         )
         .await;
     }
-    let params: InitParams = match req.params_as() {
-        Ok(p) => p,
-        Err(e) => return reply(conn, gatehouse_proto::Response::err(Some(req.id), e)).await,
-    };
-    let version = mcp::negotiate(&params.protocol_version);
-    let result = match st.hub.initialize_result(&Scope::Aggregate, version).await {
-        Ok(r) => r,
-        Err(e) => return reply(conn, gatehouse_proto::Response::err(Some(req.id), e)).await,
-    };
-    match st.hub.sessions.create(conn.owner.clone(), Scope::Aggregate, version.to_owned(), params.client_info, params.capabilities) {
-        Ok(session) => {
+    match st.hub.start_session(conn.owner.clone(), Scope::Aggregate, &req).await {
+        Ok((session, result)) => {
             session.attach_stream(conn.tx.clone());
             *conn.session.lock() = Some(session);
             reply(conn, gatehouse_proto::Response::ok(req.id, result)).await;
         }
-        Err(e) => reply(conn, gatehouse_proto::Response::err(Some(req.id), ErrorObject::internal(e))).await,
+        Err(InitError::Rpc(e)) => reply(conn, gatehouse_proto::Response::err(Some(req.id), e)).await,
+        Err(e @ InitError::Full(_)) => reply(conn, gatehouse_proto::Response::err(Some(req.id), ErrorObject::internal(e))).await,
     }
 }
