@@ -82,8 +82,6 @@ pub mod code {
     pub const POLICY_DENIED: i64 = -32012;
     /// The request was refused by a rate limit or budget.
     pub const RATE_LIMITED: i64 = -32013;
-    /// No backend owns the tool, prompt or resource named in the request.
-    pub const UNKNOWN_NAME: i64 = -32014;
     /// The session is unknown or has ended.
     pub const SESSION_NOT_FOUND: i64 = -32001;
 }
