@@ -27,6 +27,11 @@ fn post(c: &reqwest::Client, url: &str, session: Option<&str>, body: Value) -> r
     r
 }
 
+/// POSTs `body` and decodes the JSON answer.
+async fn post_json(c: &reqwest::Client, url: &str, session: Option<&str>, body: Value) -> Value {
+    post(c, url, session, body).send().await.unwrap().json().await.unwrap()
+}
+
 async fn initialize(c: &reqwest::Client, url: &str, caps: Value) -> String {
     let resp = post(c, url, None, json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":caps,"clientInfo":{"name":"t","version":"1"}}}))
         .send()
@@ -124,7 +129,7 @@ async fn session_rules_and_dns_rebinding_protection() {
     assert_eq!(garbage.json::<Value>().await.unwrap()["error"]["code"], -32700);
 
     let sid = initialize(&c, &url, json!({})).await;
-    let tools: Value = post(&c, &url, Some(&sid), list.clone()).send().await.unwrap().json().await.unwrap();
+    let tools: Value = post_json(&c, &url, Some(&sid), list.clone()).await;
     assert!(tools["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "test_simple_text"));
     let del = c.delete(&url).header("mcp-session-id", &sid).send().await.unwrap();
     assert_eq!(del.status(), 200);
@@ -169,22 +174,16 @@ async fn standalone_stream_carries_resource_updates() {
 async fn echo_mode_is_stateless() {
     let fx = start(FixtureOptions { echo_only: true, ..FixtureOptions::default() }).await;
     let c = client();
-    let r: Value = post(
+    let r: Value = post_json(
         &c,
         &fx.url(),
         None,
         json!({"jsonrpc":"2.0","id":"e","method":"tools/call","params":{"name":"echo","arguments":{"text":"héllo \"x\""}}}),
     )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     let text = r["result"]["content"][0]["text"].as_str().unwrap();
     assert_eq!(serde_json::from_str::<Value>(text).unwrap(), json!({"text":"héllo \"x\""}));
-    let r: Value =
-        post(&c, &fx.url(), None, json!({"jsonrpc":"2.0","id":1,"method":"resources/list"})).send().await.unwrap().json().await.unwrap();
+    let r: Value = post_json(&c, &fx.url(), None, json!({"jsonrpc":"2.0","id":1,"method":"resources/list"})).await;
     assert_eq!(r["error"]["code"], -32601);
     fx.shutdown().await.unwrap();
 }
@@ -194,13 +193,8 @@ async fn the_binary_reports_its_url_and_serves_echo_mode() {
     let (mut child, url) = gatehouse_test_support::spawn_fixture_http(&["--json-only"]).await.unwrap();
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"), "{url}");
     let r: Value =
-        post(&client(), &url, None, json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        post_json(&client(), &url, None, json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}))
+            .await;
     assert_eq!(r["result"]["content"][0]["text"], "{}");
     child.kill();
     let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("the killed fixture exits").unwrap();
