@@ -25,6 +25,28 @@ pub struct BackendCatalog {
     pub templates: Vec<Map<String, Value>>,
 }
 
+impl BackendCatalog {
+    /// The list of one kind.
+    pub fn list(&self, kind: Kind) -> &Vec<Map<String, Value>> {
+        match kind {
+            Kind::Tools => &self.tools,
+            Kind::Prompts => &self.prompts,
+            Kind::Resources => &self.resources,
+            Kind::Templates => &self.templates,
+        }
+    }
+
+    /// The list of one kind, to replace.
+    pub fn list_mut(&mut self, kind: Kind) -> &mut Vec<Map<String, Value>> {
+        match kind {
+            Kind::Tools => &mut self.tools,
+            Kind::Prompts => &mut self.prompts,
+            Kind::Resources => &mut self.resources,
+            Kind::Templates => &mut self.templates,
+        }
+    }
+}
+
 /// Where an exposed name leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {

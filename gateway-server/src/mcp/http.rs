@@ -49,6 +49,22 @@ pub fn rpc_error(status: StatusCode, code: i64, message: impl Into<String>) -> R
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_json()).into_response()
 }
 
+/// The request body, or the JSON-RPC error answer for one that could not be
+/// read (413 past `limit` bytes).
+pub fn read_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Response> {
+    body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::INVALID_REQUEST,
+                format!("Request body is larger than the limit of {limit} bytes"),
+            )
+        } else {
+            rpc_error(StatusCode::BAD_REQUEST, code::PARSE_ERROR, format!("Could not read the request body: {rej}"))
+        }
+    })
+}
+
 fn json_response(body: String, session: Option<&str>) -> Response {
     let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
     if let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
@@ -137,16 +153,9 @@ fn find_session(st: &AppState, caller: &Caller, scope: &Scope, headers: &HeaderM
 }
 
 async fn handle_post(st: AppState, caller: Caller, scope: Scope, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
+    let body = match read_body(body, st.config.server.max_body_bytes) {
         Ok(b) => b,
-        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                code::INVALID_REQUEST,
-                format!("Request body is larger than the limit of {} bytes", st.config.server.max_body_bytes),
-            );
-        }
-        Err(rej) => return rpc_error(StatusCode::BAD_REQUEST, code::PARSE_ERROR, format!("Could not read the request body: {rej}")),
+        Err(r) => return r,
     };
     let is_json = headers
         .get(header::CONTENT_TYPE)

@@ -248,24 +248,13 @@ impl Hub {
             if !has(cap) {
                 continue;
             }
-            let items = match self.fetch_all(b, m, kind).await {
+            *next.list_mut(kind) = match self.fetch_all(b, m, kind).await {
                 Ok(items) => items,
                 Err(e) => {
                     tracing::warn!(backend = %b.name, list = m, error = %e, "could not fetch list; keeping the previous one");
-                    match kind {
-                        Kind::Tools => old.tools.clone(),
-                        Kind::Prompts => old.prompts.clone(),
-                        Kind::Resources => old.resources.clone(),
-                        Kind::Templates => old.templates.clone(),
-                    }
+                    old.list(kind).clone()
                 }
             };
-            match kind {
-                Kind::Tools => next.tools = items,
-                Kind::Prompts => next.prompts = items,
-                Kind::Resources => next.resources = items,
-                Kind::Templates => next.templates = items,
-            }
         }
         let changed = [
             (old.tools != next.tools, method::TOOLS_LIST_CHANGED),

@@ -28,7 +28,7 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 
 use super::guard::Caller;
-use super::http::rpc_error;
+use super::http::{read_body, rpc_error};
 use super::hub::{Hub, InitError};
 use super::session::{Scope, Session};
 use crate::server::AppState;
@@ -103,12 +103,9 @@ async fn message(
         Some(c) if c.owner == caller.owner() => c,
         _ => return rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found: open a new stream with GET /sse"),
     };
-    let body = match body {
+    let body = match read_body(body, st.config.server.max_body_bytes) {
         Ok(b) => b,
-        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return rpc_error(StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_REQUEST, "Request body is larger than the limit");
-        }
-        Err(rej) => return rpc_error(StatusCode::BAD_REQUEST, code::PARSE_ERROR, format!("Could not read the request body: {rej}")),
+        Err(r) => return r,
     };
     let items = match Body::parse(&body) {
         Ok(Body::Single(m)) => vec![Ok(m)],
