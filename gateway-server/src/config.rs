@@ -122,7 +122,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid { key: key.into(), message: message.into() }
     }
 
@@ -151,6 +151,11 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     pub ai: AiConfig,
     pub log: LogConfig,
+    pub console: crate::auth::console::ConsoleConfig,
+    pub audit: crate::audit::AuditConfig,
+    pub policy: crate::policy::PolicyConfig,
+    pub limits: crate::limits::LimitsConfig,
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// `[server]`: the listening socket and what the front door accepts.
@@ -700,38 +705,38 @@ pub fn env_var_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
 }
 
-struct EnvLayer<'a> {
+pub(crate) struct EnvLayer<'a> {
     env: &'a dyn EnvSource,
     /// Keys whose value came from a variable.
     applied: BTreeSet<String>,
 }
 
 impl EnvLayer<'_> {
-    fn get(&mut self, key: &str) -> Option<String> {
+    pub(crate) fn get(&mut self, key: &str) -> Option<String> {
         let value = self.env.var(&env_var_name(key)).filter(|v| !v.is_empty())?;
         self.applied.insert(key.to_owned());
         Some(value)
     }
 
-    fn string(&mut self, key: &str, slot: &mut String) {
+    pub(crate) fn string(&mut self, key: &str, slot: &mut String) {
         if let Some(v) = self.get(key) {
             *slot = v;
         }
     }
 
-    fn list(&mut self, key: &str, slot: &mut Vec<String>) {
+    pub(crate) fn list(&mut self, key: &str, slot: &mut Vec<String>) {
         if let Some(v) = self.get(key) {
             *slot = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
         }
     }
 
-    fn path(&mut self, key: &str, slot: &mut Option<PathBuf>) {
+    pub(crate) fn path(&mut self, key: &str, slot: &mut Option<PathBuf>) {
         if let Some(v) = self.get(key) {
             *slot = Some(PathBuf::from(v));
         }
     }
 
-    fn number<T: FromStr>(&mut self, key: &str, slot: &mut T) -> Result<(), ConfigError> {
+    pub(crate) fn number<T: FromStr>(&mut self, key: &str, slot: &mut T) -> Result<(), ConfigError> {
         if let Some(v) = self.get(key) {
             *slot =
                 v.trim().parse().map_err(|_| ConfigError::invalid(key, format!("not a valid number (set by {})", env_var_name(key))))?;
@@ -763,6 +768,12 @@ fn apply_env(config: &mut Config, env: &dyn EnvSource) -> Result<BTreeSet<String
     l.number("mcp.max_sessions", &mut m.max_sessions)?;
     l.string("log.level", &mut config.log.level);
     l.string("log.format", &mut config.log.format);
+    // Sections owned by their modules: each reads its own `GATEHOUSE_<SECTION>_*` keys.
+    config.console.apply_env(&mut l)?;
+    config.audit.apply_env(&mut l)?;
+    config.policy.apply_env(&mut l)?;
+    config.limits.apply_env(&mut l)?;
+    config.metrics.apply_env(&mut l)?;
     Ok(l.applied)
 }
 
@@ -829,7 +840,12 @@ impl Config {
                 ));
             }
         }
-        validate_log(&self.log)
+        validate_log(&self.log)?;
+        self.console.validate()?;
+        self.audit.validate()?;
+        self.policy.validate()?;
+        self.limits.validate()?;
+        self.metrics.validate()
     }
 
     fn validate_server(&self) -> Result<(), ConfigError> {

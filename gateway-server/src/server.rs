@@ -31,6 +31,18 @@ pub struct AppState {
     pub anonymous: Option<Arc<Principal>>,
     /// Open connections of the 2024-11-05 HTTP+SSE transport.
     pub legacy: Arc<crate::mcp::legacy::LegacyConns>,
+    /// Console sign-in (sessions, CSRF, throttling).
+    pub console: crate::auth::console::Console,
+    /// The audit log.
+    pub audit: crate::audit::Audit,
+    /// The policy rules in force.
+    pub policy: crate::policy::Policies,
+    /// Every tool seen, with risk, enabled flag and pinned definition.
+    pub registry: crate::registry::ToolRegistry,
+    /// Rate limits.
+    pub limits: crate::limits::Limits,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -69,7 +81,26 @@ impl AppState {
             }
             None => None,
         };
-        Ok(Self { config: Arc::new(config), store, auth, hub, anonymous, legacy: Arc::default() })
+        let metrics = crate::metrics::Metrics::new(&config).context("metrics")?;
+        let console = crate::auth::console::Console::start(&config, &store).await.context("console")?;
+        let audit = crate::audit::Audit::start(&config, &store).await.context("audit")?;
+        let policy = crate::policy::Policies::start(&config, &store).await.context("policy")?;
+        let registry = crate::registry::ToolRegistry::start(&config, &store).await.context("tool registry")?;
+        let limits = crate::limits::Limits::start(&config, &store).await.context("limits")?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            auth,
+            hub,
+            anonymous,
+            legacy: Arc::default(),
+            console,
+            audit,
+            policy,
+            registry,
+            limits,
+            metrics,
+        })
     }
 }
 
@@ -79,6 +110,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::mcp::http::routes())
         .merge(crate::mcp::legacy::routes())
+        .merge(crate::admin::routes())
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/", get(index))

@@ -7,7 +7,9 @@
 //! hot path; the short lifetime bounds how long a revocation made elsewhere
 //! takes to apply.
 
+pub mod console;
 pub mod keys;
+pub mod roles;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -53,23 +53,41 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// What a user may do in the hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What a user may do in the hub: one of the built-in roles or a custom
+/// role defined by an admin (its permissions live in the `roles` table).
+/// What each role permits is in [`crate::auth::roles`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
-    /// Manages the hub: users, keys, backends, policy.
+    /// Manages everything: users, roles, keys, backends, policy.
     Admin,
+    /// Runs the hub: backends, tools, agents and limits; reads the rest.
+    Operator,
     /// Uses the hub through its own keys.
     Developer,
+    /// Reads dashboards and the audit log; changes nothing.
+    Viewer,
+    /// An admin-defined role.
+    Custom(String),
 }
 
 impl Role {
+    /// The built-in roles.
+    pub const BUILT_IN: [Role; 4] = [Role::Admin, Role::Operator, Role::Developer, Role::Viewer];
+
     /// The stored name.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             Self::Admin => "admin",
+            Self::Operator => "operator",
             Self::Developer => "developer",
+            Self::Viewer => "viewer",
+            Self::Custom(name) => name,
         }
+    }
+
+    /// True for `admin`, `operator`, `developer` and `viewer`.
+    pub fn is_built_in(&self) -> bool {
+        !matches!(self, Self::Custom(_))
     }
 }
 
@@ -82,12 +100,38 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = String;
 
+    /// A built-in name, else a custom role name (1-64 of `a-z 0-9 _ -`,
+    /// starting with a letter).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Self::Admin),
-            "developer" => Ok(Self::Developer),
-            other => Err(format!("unknown role `{other}`")),
-        }
+        Ok(match s {
+            "admin" => Self::Admin,
+            "operator" => Self::Operator,
+            "developer" => Self::Developer,
+            "viewer" => Self::Viewer,
+            other => {
+                let ok = !other.is_empty()
+                    && other.len() <= 64
+                    && other.as_bytes()[0].is_ascii_lowercase()
+                    && other.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                if !ok {
+                    return Err(format!("invalid role `{other}`: use 1-64 characters of a-z 0-9 _ -, starting with a letter"));
+                }
+                Self::Custom(other.to_owned())
+            }
+        })
+    }
+}
+
+impl Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -305,7 +349,7 @@ impl Store {
     /// Creates a user; [`StoreError::Conflict`] when the name is taken.
     pub async fn create_user(&self, username: &str, role: Role) -> Result<User, StoreError> {
         validate_username(username)?;
-        let user = User { id: new_id(), username: username.to_owned(), role, created_at: now() };
+        let user = User { id: new_id(), username: username.to_owned(), role: role.clone(), created_at: now() };
         with_pool!(self, pool => sqlx::query(
             "INSERT INTO users (id, username, role, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -486,10 +530,12 @@ mod tests {
 
     #[test]
     fn role_round_trips() {
-        for role in [Role::Admin, Role::Developer] {
+        for role in Role::BUILT_IN {
             assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
         }
-        assert!("root".parse::<Role>().is_err());
+        assert_eq!("auditor".parse::<Role>().unwrap(), Role::Custom("auditor".into()));
+        assert!("Root".parse::<Role>().is_err());
+        assert!("".parse::<Role>().is_err());
     }
 
     #[test]

@@ -1,0 +1,9 @@
+//! Admin API: backends.
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::server::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+}
