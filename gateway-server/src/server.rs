@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
+use crate::mcp::gate::Gate;
 use crate::mcp::{Hub, HubSettings};
 use crate::store::Store;
 
@@ -55,11 +56,27 @@ impl AppState {
             .with_context(|| format!("database.url: cannot open {}", crate::config::redact_url_password(&config.database.url)))?;
         let secret = crate::auth::load_secret(&config.auth, &store).await.context("auth: cannot load the key secret")?;
         let auth = Authenticator::new(store.clone(), secret);
-        let hub = Hub::new(HubSettings {
-            request_timeout: Duration::from_secs(config.mcp.request_timeout_secs),
-            session_idle_timeout: Duration::from_secs(config.mcp.session_idle_timeout_secs),
-            max_sessions: config.mcp.max_sessions,
+        let metrics = crate::metrics::Metrics::new(&config).context("metrics")?;
+        let console = crate::auth::console::Console::start(&config, &store).await.context("console")?;
+        let audit = crate::audit::Audit::start(&config, &store).await.context("audit")?;
+        let policy = crate::policy::Policies::start(&config, &store).await.context("policy")?;
+        let registry = crate::registry::ToolRegistry::start(&config, &store).await.context("tool registry")?;
+        let limits = crate::limits::Limits::start(&config, &store).await.context("limits")?;
+        let gate = Arc::new(Gate {
+            policy: policy.clone(),
+            registry: registry.clone(),
+            limits: limits.clone(),
+            audit: audit.clone(),
+            metrics: metrics.clone(),
         });
+        let hub = Hub::new(
+            HubSettings {
+                request_timeout: Duration::from_secs(config.mcp.request_timeout_secs),
+                session_idle_timeout: Duration::from_secs(config.mcp.session_idle_timeout_secs),
+                max_sessions: config.mcp.max_sessions,
+            },
+            gate,
+        );
         let default_timeout = Duration::from_secs(config.mcp.request_timeout_secs);
         for b in config.backends.iter().filter(|b| b.enabled) {
             hub.add_backend(b.to_upstream_spec(default_timeout));
@@ -81,12 +98,6 @@ impl AppState {
             }
             None => None,
         };
-        let metrics = crate::metrics::Metrics::new(&config).context("metrics")?;
-        let console = crate::auth::console::Console::start(&config, &store).await.context("console")?;
-        let audit = crate::audit::Audit::start(&config, &store).await.context("audit")?;
-        let policy = crate::policy::Policies::start(&config, &store).await.context("policy")?;
-        let registry = crate::registry::ToolRegistry::start(&config, &store).await.context("tool registry")?;
-        let limits = crate::limits::Limits::start(&config, &store).await.context("limits")?;
         Ok(Self {
             config: Arc::new(config),
             store,

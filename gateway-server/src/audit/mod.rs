@@ -34,3 +34,38 @@ impl Audit {
         Ok(Self {})
     }
 }
+
+/// What an event is about.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum AuditKind {
+    #[default]
+    Mcp,
+}
+
+/// One event.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvent {
+    pub kind: AuditKind,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub key_id: Option<String>,
+    pub client_app: Option<String>,
+    pub session_id: Option<String>,
+    pub method: Option<String>,
+    pub backend: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Option<String>,
+    pub rule: Option<String>,
+    pub status: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub response_bytes: Option<i64>,
+    pub arguments: Option<serde_json::Value>,
+    pub result: Option<serde_json::Value>,
+}
+
+impl Audit {
+    /// Records.
+    pub fn record(&self, _ev: AuditEvent) {}
+}

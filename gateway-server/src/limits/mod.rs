@@ -33,3 +33,33 @@ impl Limits {
         Ok(Self {})
     }
 }
+
+/// Who/what a limit check is about.
+pub struct LimitInput<'a> {
+    pub user_id: &'a str,
+    pub username: &'a str,
+    pub key_id: Option<&'a str>,
+    pub backend: Option<&'a str>,
+    pub tool: Option<&'a str>,
+}
+
+/// A refusal.
+#[derive(Debug, Clone)]
+pub struct LimitRefusal {
+    pub rule_id: String,
+    pub scope: String,
+}
+
+impl LimitRefusal {
+    /// JSON-RPC error.
+    pub fn to_error_object(&self) -> gatehouse_proto::ErrorObject {
+        gatehouse_proto::ErrorObject::new(gatehouse_proto::mcp::code::RATE_LIMITED, "limited")
+    }
+}
+
+impl Limits {
+    /// Checks.
+    pub fn check(&self, _input: &LimitInput<'_>) -> Result<(), LimitRefusal> {
+        Ok(())
+    }
+}

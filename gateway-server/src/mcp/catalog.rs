@@ -86,6 +86,9 @@ pub struct Catalog {
     pub prompts: Vec<Value>,
     pub resources: Vec<Value>,
     pub templates: Vec<Value>,
+    /// Where each item of each list comes from, aligned with the lists (for
+    /// per-caller filtering): the backend and the item's own name (or URI).
+    origins: [Vec<Route>; 4],
     tool_index: HashMap<String, Route>,
     prompt_index: HashMap<String, Route>,
     resource_index: HashMap<String, Route>,
@@ -100,8 +103,8 @@ impl Catalog {
         let mut cat = Self::default();
         for (name, bc) in backends {
             let backend: Arc<str> = Arc::from(name);
-            Self::add_named(&mut cat.tools, &mut cat.tool_index, &backend, &bc.tools);
-            Self::add_named(&mut cat.prompts, &mut cat.prompt_index, &backend, &bc.prompts);
+            Self::add_named(&mut cat.tools, &mut cat.origins[0], &mut cat.tool_index, &backend, &bc.tools);
+            Self::add_named(&mut cat.prompts, &mut cat.origins[1], &mut cat.prompt_index, &backend, &bc.prompts);
             for r in &bc.resources {
                 let Some(uri) = r.get("uri").and_then(Value::as_str) else { continue };
                 let mut item = r.clone();
@@ -112,11 +115,15 @@ impl Catalog {
                 } else {
                     uri.to_owned()
                 };
-                cat.resource_index.insert(exposed, Route { backend: backend.clone(), original: uri.to_owned() });
+                let route = Route { backend: backend.clone(), original: uri.to_owned() };
+                cat.origins[2].push(route.clone());
+                cat.resource_index.insert(exposed, route);
                 cat.resources.push(Value::Object(item));
             }
             for t in &bc.templates {
                 let mut item = t.clone();
+                let original = t.get("uriTemplate").and_then(Value::as_str).unwrap_or_default().to_owned();
+                cat.origins[3].push(Route { backend: backend.clone(), original });
                 if let Some(tpl) = t.get("uriTemplate").and_then(Value::as_str) {
                     let prefix = tpl.split('{').next().unwrap_or_default().to_owned();
                     // A template another backend already offers is exposed
@@ -134,15 +141,34 @@ impl Catalog {
         cat
     }
 
-    fn add_named(out: &mut Vec<Value>, index: &mut HashMap<String, Route>, backend: &Arc<str>, items: &[Map<String, Value>]) {
+    fn add_named(
+        out: &mut Vec<Value>,
+        origins: &mut Vec<Route>,
+        index: &mut HashMap<String, Route>,
+        backend: &Arc<str>,
+        items: &[Map<String, Value>],
+    ) {
         for item in items {
             let Some(name) = item.get("name").and_then(Value::as_str) else { continue };
             let exposed = naming::namespaced(backend, name, |c| index.contains_key(c));
             let mut item = item.clone();
             item.insert("name".into(), Value::String(exposed.clone()));
-            index.insert(exposed, Route { backend: backend.clone(), original: name.to_owned() });
+            let route = Route { backend: backend.clone(), original: name.to_owned() };
+            origins.push(route.clone());
+            index.insert(exposed, route);
             out.push(Value::Object(item));
         }
+    }
+
+    /// Each item of list `kind` with where it comes from.
+    pub fn items_with_origin(&self, kind: Kind) -> impl Iterator<Item = (&Value, &Route)> {
+        let i = match kind {
+            Kind::Tools => 0,
+            Kind::Prompts => 1,
+            Kind::Resources => 2,
+            Kind::Templates => 3,
+        };
+        self.list(kind).iter().zip(&self.origins[i])
     }
 
     pub fn tool(&self, exposed: &str) -> Option<&Route> {
@@ -201,7 +227,7 @@ pub fn decode_cursor(cursor: &str) -> Option<usize> {
 }
 
 /// One page of `items` from `offset`, with the next cursor when more remain.
-pub fn page(items: &[Value], offset: usize, size: usize) -> (&[Value], Option<String>) {
+pub fn page<T>(items: &[T], offset: usize, size: usize) -> (&[T], Option<String>) {
     let start = offset.min(items.len());
     let end = start.saturating_add(size).min(items.len());
     let next = (end < items.len()).then(|| encode_cursor(end));

@@ -4,6 +4,8 @@
 //! browser cannot reach a hub on loopback through DNS rebinding, and a
 //! cross-site page cannot drive a user's MCP session.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,7 +19,7 @@ use crate::server::AppState;
 /// An authenticated MCP caller.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
 }
 
 impl Caller {
@@ -58,7 +60,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         let Some(token) = bearer(&parts.headers) else {
             return match &st.anonymous {
-                Some(p) => Ok(Self { principal: (**p).clone() }),
+                Some(p) => Ok(Self { principal: p.clone() }),
                 None => Err(unauthorized(&AuthError::Missing)),
             };
         };
@@ -72,7 +74,7 @@ impl FromRequestParts<AppState> for Caller {
         if !principal.surfaces.is_empty() && !principal.surfaces.iter().any(|s| s == "mcp") {
             return Err(rpc_error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "Forbidden: this key may not use the MCP surface"));
         }
-        Ok(Self { principal })
+        Ok(Self { principal: Arc::new(principal) })
     }
 }
 

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use super::guard::Caller;
 use super::hub::{Hub, InitError};
 use super::session::{Scope, Session};
+use crate::auth::Principal;
 use crate::server::AppState;
 
 /// Capacity of a request's message channel (intermediate messages + responses).
@@ -222,7 +223,7 @@ async fn handle_post(st: AppState, caller: Caller, scope: Scope, headers: Header
     if requests.is_empty() {
         return json_response(encode_replies(&immediate, batch), None);
     }
-    respond(hub, session, requests, immediate, batch, accepts_sse(&headers)).await
+    respond(hub, session, caller.principal, requests, immediate, batch, accepts_sse(&headers)).await
 }
 
 fn encode_replies(replies: &[Message], batch: bool) -> String {
@@ -234,6 +235,7 @@ fn encode_replies(replies: &[Message], batch: bool) -> String {
 async fn respond(
     hub: Arc<Hub>,
     session: Arc<Session>,
+    principal: Arc<Principal>,
     requests: Vec<Request>,
     mut replies: Vec<Message>,
     batch: bool,
@@ -243,9 +245,9 @@ async fn respond(
     let (tx, mut rx) = mpsc::channel::<Message>(REQUEST_CHANNEL);
     tokio::spawn(async move {
         let work = requests.into_iter().map(|r| {
-            let (hub, session, tx) = (hub.clone(), session.clone(), tx.clone());
+            let (hub, session, principal, tx) = (hub.clone(), session.clone(), principal.clone(), tx.clone());
             async move {
-                let resp = hub.handle_request(&session, r, &tx).await;
+                let resp = hub.handle_request(&session, &principal, r, &tx).await;
                 let _ = tx.send(Message::Response(resp)).await;
             }
         });
@@ -288,7 +290,7 @@ async fn initialize(st: &AppState, caller: &Caller, scope: Scope, req: Request) 
     let reply = |payload, session: Option<&str>| {
         json_response(Message::Response(gatehouse_proto::Response { id: Some(req.id.clone()), payload }).to_json(), session)
     };
-    match st.hub.start_session(caller.owner(), scope, &req).await {
+    match st.hub.start_session(&caller.principal, scope, &req).await {
         Ok((session, result)) => reply(Ok(result), Some(&session.id)),
         Err(InitError::Rpc(e)) => reply(Err(e), None),
         Err(InitError::Full(e)) => rpc_error(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, format!("Cannot start a session: {e}")),

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use gatehouse_proto::jsonrpc::to_raw;
@@ -25,7 +25,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{self, BackendCatalog, Catalog, Kind};
+use super::gate::{Asker, Gate, Note};
 use super::session::{Scope, Session, Sessions, TooManySessions};
+use crate::auth::Principal;
 
 /// How long `/mcp/{backend}` waits for a starting backend at `initialize`.
 const INIT_WAIT: Duration = Duration::from_secs(10);
@@ -89,13 +91,15 @@ pub struct Hub {
     identity: ClientIdentity,
     settings: HubSettings,
     shutdown: CancellationToken,
+    /// Policy, registry, limits, audit and metrics.
+    pub gate: Arc<Gate>,
 }
 
 /// Prefix of the progress tokens the gateway substitutes upstream.
 const PROGRESS_PREFIX: &str = "gh-progress-";
 
 impl Hub {
-    pub fn new(settings: HubSettings) -> Arc<Self> {
+    pub fn new(settings: HubSettings, gate: Arc<Gate>) -> Arc<Self> {
         let identity = ClientIdentity {
             client_info: json!({ "name": "gatehouse", "title": "Gatehouse", "version": env!("CARGO_PKG_VERSION") }),
             capabilities: json!({ "roots": { "listChanged": true }, "sampling": {}, "elicitation": { "form": {}, "url": {} } }),
@@ -110,6 +114,7 @@ impl Hub {
             identity,
             settings,
             shutdown: CancellationToken::new(),
+            gate,
         });
         hub.spawn_reaper();
         hub
@@ -262,6 +267,11 @@ impl Hub {
             (old.resources != next.resources || old.templates != next.templates, method::RESOURCES_LIST_CHANGED),
         ];
         tracing::info!(backend = %b.name, tools = next.tools.len(), prompts = next.prompts.len(), resources = next.resources.len(), "backend catalog loaded");
+        // The registry learns every tool (risk, pinned definition) before the
+        // catalog offers it, so a held tool is never listed even briefly.
+        if let Err(e) = self.gate.registry.sync_backend(&b.name, None, &next.tools).await {
+            tracing::warn!(backend = %b.name, error = %e, "could not record the backend's tools in the registry");
+        }
         *b.catalog.write() = Arc::new(next);
         self.rebuild_catalog();
         for (did, m) in changed {
@@ -446,15 +456,27 @@ impl Hub {
 
     /// Handles one client request; messages about it before its response
     /// (progress, logging, sampling, ...) go to `sink`.
-    pub async fn handle_request(&self, session: &Arc<Session>, req: Request, sink: &mpsc::Sender<Message>) -> Response {
+    pub async fn handle_request(
+        &self,
+        session: &Arc<Session>,
+        principal: &Principal,
+        req: Request,
+        sink: &mpsc::Sender<Message>,
+    ) -> Response {
+        let started = Instant::now();
         let id = req.id.clone();
+        let method = req.method.clone();
+        let who = Asker { principal, client_app: session.client_app() };
+        let mut note = Note::default();
         let result = match &session.scope {
-            Scope::Aggregate => self.dispatch_aggregate(session, req, sink).await,
+            Scope::Aggregate => self.dispatch_aggregate(session, who, req, sink, &mut note).await,
             Scope::Backend(name) => {
                 let name = name.clone();
-                self.dispatch_backend(session, &name, req, sink).await
+                note.backend = Some(name.to_string());
+                self.dispatch_backend(session, who, &name, req, sink, &mut note).await
             }
         };
+        self.gate.finish(who, &session.id, &method, note, &result, started);
         match result {
             Ok(v) => Response::ok(id, v),
             Err(e) => Response::err(Some(id), e),
@@ -464,33 +486,43 @@ impl Hub {
     async fn dispatch_aggregate(
         &self,
         session: &Arc<Session>,
+        who: Asker<'_>,
         req: Request,
         sink: &mpsc::Sender<Message>,
+        note: &mut Note,
     ) -> Result<Box<RawValue>, ErrorObject> {
         match req.method.as_str() {
             method::PING => Ok(to_raw(&json!({}))),
             method::INITIALIZE => Err(ErrorObject::invalid_request("the session is already initialized")),
-            method::TOOLS_LIST => self.list(&req, Kind::Tools),
-            method::PROMPTS_LIST => self.list(&req, Kind::Prompts),
-            method::RESOURCES_LIST => self.list(&req, Kind::Resources),
-            method::RESOURCES_TEMPLATES_LIST => self.list(&req, Kind::Templates),
+            method::TOOLS_LIST => self.list(who, &req, Kind::Tools),
+            method::PROMPTS_LIST => self.list(who, &req, Kind::Prompts),
+            method::RESOURCES_LIST => self.list(who, &req, Kind::Resources),
+            method::RESOURCES_TEMPLATES_LIST => self.list(who, &req, Kind::Templates),
             method::TOOLS_CALL | method::PROMPTS_GET => {
                 let mut params = params_object(&req)?;
                 let name = params.get_str("name").ok_or_else(|| ErrorObject::invalid_params("\"name\" must be a string"))?;
+                note.target = Some(name.clone());
                 let cat = self.catalog();
-                let (route, what) =
-                    if req.method == method::TOOLS_CALL { (cat.tool(&name), "tool") } else { (cat.prompt(&name), "prompt") };
-                let route = route.cloned().ok_or_else(|| unknown(what, &name))?;
+                let is_call = req.method == method::TOOLS_CALL;
+                let (route, what) = if is_call { (cat.tool(&name), "tool") } else { (cat.prompt(&name), "prompt") };
+                let route = route.cloned().filter(|r| self.gate.backend_visible(who, &r.backend)).ok_or_else(|| unknown(what, &name))?;
                 drop(cat);
+                note.backend = Some(route.backend.to_string());
+                if is_call {
+                    note.arguments = params.get_as::<Value>("arguments");
+                    self.check_call(who, &route.backend, &route.original, &name, note)?;
+                }
                 params.set("name", to_raw(&route.original));
                 self.forward(session, &route.backend, &req, Some(params), sink).await
             }
             method::RESOURCES_READ | method::RESOURCES_SUBSCRIBE | method::RESOURCES_UNSUBSCRIBE => {
                 let mut params = params_object(&req)?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::invalid_params("\"uri\" must be a string"))?;
-                let route = self.catalog().resource(&uri).ok_or_else(|| {
+                note.target = Some(uri.clone());
+                let route = self.catalog().resource(&uri).filter(|r| self.gate.backend_visible(who, &r.backend)).ok_or_else(|| {
                     ErrorObject::new(code::RESOURCE_NOT_FOUND, format!("Resource not found: {uri}")).with_data(json!({ "uri": uri }))
                 })?;
+                note.backend = Some(route.backend.to_string());
                 if route.original != uri {
                     params.set("uri", to_raw(&route.original));
                 }
@@ -513,13 +545,22 @@ impl Hub {
                 let backend = match reference.get_str("type").as_deref() {
                     Some("ref/prompt") => {
                         let name = reference.get_str("name").ok_or_else(|| ErrorObject::invalid_params("\"ref.name\" must be a string"))?;
-                        let route = self.catalog().prompt(&name).cloned().ok_or_else(|| unknown("prompt", &name))?;
+                        let route = self
+                            .catalog()
+                            .prompt(&name)
+                            .cloned()
+                            .filter(|r| self.gate.backend_visible(who, &r.backend))
+                            .ok_or_else(|| unknown("prompt", &name))?;
                         reference.set("name", to_raw(&route.original));
                         route.backend
                     }
                     Some("ref/resource") => {
                         let uri = reference.get_str("uri").ok_or_else(|| ErrorObject::invalid_params("\"ref.uri\" must be a string"))?;
-                        let route = self.catalog().resource(&uri).ok_or_else(|| unknown("resource", &uri))?;
+                        let route = self
+                            .catalog()
+                            .resource(&uri)
+                            .filter(|r| self.gate.backend_visible(who, &r.backend))
+                            .ok_or_else(|| unknown("resource", &uri))?;
                         if route.original != uri {
                             reference.set("uri", to_raw(&route.original));
                         }
@@ -536,7 +577,7 @@ impl Hub {
                 session.set_log_level(level);
                 // Backends are shared: ask them for the most verbose level any
                 // session wants and filter per session on the way back.
-                for b in self.backends() {
+                for b in self.backends().into_iter().filter(|b| self.gate.backend_visible(who, &b.name)) {
                     let wants_logging = b.status().init.is_some_and(|i| i.capabilities.get("logging").is_some());
                     if wants_logging {
                         let _ = b
@@ -554,13 +595,33 @@ impl Hub {
     async fn dispatch_backend(
         &self,
         session: &Arc<Session>,
+        who: Asker<'_>,
         backend: &str,
         req: Request,
         sink: &mpsc::Sender<Message>,
+        note: &mut Note,
     ) -> Result<Box<RawValue>, ErrorObject> {
+        if !self.gate.backend_visible(who, backend) {
+            return Err(unknown("backend", backend));
+        }
         match req.method.as_str() {
             method::PING => Ok(to_raw(&json!({}))),
             method::INITIALIZE => Err(ErrorObject::invalid_request("the session is already initialized")),
+            method::TOOLS_LIST => {
+                let result = self.forward(session, backend, &req, None, sink).await?;
+                Ok(self.filter_backend_tools(who, backend, result))
+            }
+            method::TOOLS_CALL => {
+                let params = params_object(&req)?;
+                let name = params.get_str("name").ok_or_else(|| ErrorObject::invalid_params("\"name\" must be a string"))?;
+                note.arguments = params.get_as::<Value>("arguments");
+                let exposed = super::naming::namespaced(backend, &name, |_| false);
+                note.target = Some(name.clone());
+                self.check_call(who, backend, &name, &exposed, note)?;
+                // Forwarded untouched unless a progress token must be rewritten.
+                let params = req.params.as_ref().is_some_and(|p| p.get().contains("progressToken")).then_some(params);
+                self.forward(session, backend, &req, params, sink).await
+            }
             m => {
                 if (m == method::RESOURCES_SUBSCRIBE || m == method::RESOURCES_UNSUBSCRIBE)
                     && let Some(uri) = params_object(&req)?.get_str("uri")
@@ -576,8 +637,44 @@ impl Hub {
         }
     }
 
-    /// Serves one page of a merged list.
-    fn list(&self, req: &Request, kind: Kind) -> Result<Box<RawValue>, ErrorObject> {
+    /// Applies governance to a `tools/call`, noting the decision for the audit record.
+    fn check_call(&self, who: Asker<'_>, backend: &str, tool: &str, exposed: &str, note: &mut Note) -> Result<(), ErrorObject> {
+        match self.gate.check_call(who, backend, tool, exposed) {
+            Ok(rule) => {
+                note.allowed = Some(true);
+                note.rule = rule;
+                Ok(())
+            }
+            Err(refusal) => {
+                note.allowed = Some(false);
+                note.rule = refusal.rule;
+                Err(refusal.error)
+            }
+        }
+    }
+
+    /// Drops from a backend's own `tools/list` result the tools this caller may not call.
+    fn filter_backend_tools(&self, who: Asker<'_>, backend: &str, result: Box<RawValue>) -> Box<RawValue> {
+        let Ok(mut obj) = RawObject::parse(Some(&result)) else { return result };
+        let Some(tools) = obj.get_as::<Vec<Map<String, Value>>>("tools") else { return result };
+        let before = tools.len();
+        let kept: Vec<_> = tools
+            .into_iter()
+            .filter(|t| {
+                let Some(name) = t.get("name").and_then(Value::as_str) else { return false };
+                let exposed = super::naming::namespaced(backend, name, |_| false);
+                self.gate.decide_tool(who, backend, name, &exposed, Some(t)).is_ok()
+            })
+            .collect();
+        if kept.len() == before {
+            return result;
+        }
+        obj.set("tools", to_raw(&kept));
+        obj.to_raw()
+    }
+
+    /// Serves one page of a merged list, as this caller may see it.
+    fn list(&self, who: Asker<'_>, req: &Request, kind: Kind) -> Result<Box<RawValue>, ErrorObject> {
         let cursor = match &req.params {
             Some(p) => RawObject::parse(Some(p)).map_err(ErrorObject::invalid_params)?.get_as::<Option<String>>("cursor").flatten(),
             None => None,
@@ -587,11 +684,22 @@ impl Hub {
             None => 0,
         };
         let cat = self.catalog();
-        let (items, next) = catalog::page(cat.list(kind), offset, catalog::PAGE_SIZE);
+        let visible: Vec<&Value> = cat
+            .items_with_origin(kind)
+            .filter(|(item, origin)| match kind {
+                Kind::Tools => {
+                    let exposed = item.get("name").and_then(Value::as_str).unwrap_or_default();
+                    self.gate.decide_tool(who, &origin.backend, &origin.original, exposed, item.as_object()).is_ok()
+                }
+                _ => self.gate.backend_visible(who, &origin.backend),
+            })
+            .map(|(item, _)| item)
+            .collect();
+        let (items, next) = catalog::page(&visible, offset, catalog::PAGE_SIZE);
         #[derive(serde::Serialize)]
         struct Page<'a> {
             #[serde(flatten)]
-            items: BTreeMap<&'static str, &'a [Value]>,
+            items: BTreeMap<&'static str, &'a [&'a Value]>,
             #[serde(rename = "nextCursor", skip_serializing_if = "Option::is_none")]
             next: Option<String>,
         }
@@ -644,7 +752,18 @@ impl Hub {
 
     /// Answers a client's `initialize`: negotiates the version, builds the
     /// result and creates the session owned by `owner`.
-    pub async fn start_session(&self, owner: String, scope: Scope, req: &Request) -> Result<(Arc<Session>, Box<RawValue>), InitError> {
+    pub async fn start_session(
+        &self,
+        principal: &Principal,
+        scope: Scope,
+        req: &Request,
+    ) -> Result<(Arc<Session>, Box<RawValue>), InitError> {
+        if let Scope::Backend(name) = &scope
+            && !self.gate.backend_visible(Asker { principal, client_app: None }, name)
+        {
+            return Err(InitError::Rpc(unknown("backend", name)));
+        }
+        let owner = principal.user_id.clone();
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct InitParams {

@@ -39,6 +39,8 @@ const STREAM_CAPACITY: usize = 256;
 /// One open `GET /sse` connection; its session exists once `initialize` arrived.
 pub struct LegacyConn {
     owner: String,
+    /// Who opened the stream; every request on it acts as them.
+    principal: Arc<crate::auth::Principal>,
     tx: mpsc::Sender<Message>,
     session: Mutex<Option<Arc<Session>>>,
 }
@@ -73,7 +75,10 @@ async fn open(State(st): State<AppState>, caller: Caller) -> Response {
     rand::rng().fill_bytes(&mut b);
     let id = hex::encode(b);
     let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
-    st.legacy.0.insert(id.clone(), Arc::new(LegacyConn { owner: caller.owner(), tx, session: Mutex::new(None) }));
+    st.legacy.0.insert(
+        id.clone(),
+        Arc::new(LegacyConn { owner: caller.owner(), principal: caller.principal.clone(), tx, session: Mutex::new(None) }),
+    );
     let endpoint = Event::default().event("endpoint").data(format!("/messages?sessionId={id}"));
     let guard = CloseOnDrop { id, st };
     let messages = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |m| {
@@ -141,8 +146,9 @@ async fn dispatch(hub: Arc<Hub>, conn: &Arc<LegacyConn>, session: Arc<Session>, 
     match msg {
         Message::Request(req) => {
             let tx = conn.tx.clone();
+            let principal = conn.principal.clone();
             tokio::spawn(async move {
-                let resp = hub.handle_request(&session, req, &tx).await;
+                let resp = hub.handle_request(&session, &principal, req, &tx).await;
                 let _ = tx.send(Message::Response(resp)).await;
             });
         }
@@ -159,7 +165,7 @@ async fn initialize(st: &AppState, conn: &LegacyConn, req: Request) {
         )
         .await;
     }
-    match st.hub.start_session(conn.owner.clone(), Scope::Aggregate, &req).await {
+    match st.hub.start_session(&conn.principal, Scope::Aggregate, &req).await {
         Ok((session, result)) => {
             session.attach_stream(conn.tx.clone());
             *conn.session.lock() = Some(session);

@@ -5,6 +5,7 @@
 //! passes through untouched.
 
 pub mod catalog;
+pub mod gate;
 pub mod guard;
 pub mod http;
 pub mod hub;

@@ -92,6 +92,11 @@ impl Session {
         self.last_seen.lock().elapsed()
     }
 
+    /// `clientInfo.name`, the client application, when the client sent one.
+    pub fn client_app(&self) -> Option<&str> {
+        self.client_info.get("name").and_then(Value::as_str)
+    }
+
     /// True when the client declared capability `name` (e.g. `sampling`).
     pub fn client_can(&self, name: &str) -> bool {
         self.client_capabilities.get(name).is_some_and(|v| !v.is_null())

@@ -31,3 +31,12 @@ impl Metrics {
         Ok(Self {})
     }
 }
+
+impl Metrics {
+    /// Counts a request.
+    pub fn observe_request(&self, _surface: &str, _method: &str, _status: &str, _elapsed: std::time::Duration) {}
+    /// Counts a decision.
+    pub fn policy_decision(&self, _allowed: bool) {}
+    /// Counts a refusal.
+    pub fn rate_limited(&self, _scope: &str) {}
+}

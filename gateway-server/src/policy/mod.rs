@@ -33,3 +33,57 @@ impl Policies {
         Ok(Self {})
     }
 }
+
+/// What a decision is about.
+pub struct PolicyInput<'a> {
+    pub user_id: &'a str,
+    pub username: &'a str,
+    pub role: &'a crate::store::Role,
+    pub key_id: Option<&'a str>,
+    pub key_name: Option<&'a str>,
+    pub agent: Option<&'a str>,
+    pub client_app: Option<&'a str>,
+    pub backend: &'a str,
+    pub tool: &'a str,
+    pub risk: crate::registry::Risk,
+}
+
+/// The rule that decided.
+#[derive(Debug, Clone)]
+pub struct RuleRef {
+    pub id: String,
+    pub name: String,
+    pub position: i64,
+}
+
+/// A decision.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub allowed: bool,
+    pub rule: Option<RuleRef>,
+    pub reason: String,
+}
+
+impl Decision {
+    /// The JSON-RPC refusal.
+    pub fn to_error_object(&self, exposed: &str) -> gatehouse_proto::ErrorObject {
+        gatehouse_proto::ErrorObject::new(gatehouse_proto::mcp::code::POLICY_DENIED, format!("Tool '{exposed}' denied"))
+    }
+}
+
+impl Policies {
+    /// Decides.
+    pub fn evaluate(&self, _input: &PolicyInput<'_>) -> Decision {
+        Decision { allowed: true, rule: None, reason: String::new() }
+    }
+
+    /// Visibility.
+    pub fn backend_visible(&self, _username: &str, _role: &crate::store::Role, _backend: &str) -> bool {
+        true
+    }
+}
+
+/// Key allowlist.
+pub fn key_allows(_tool_globs: &[String], _exposed_name: &str, _backend_tool: &str) -> bool {
+    true
+}

@@ -14,3 +14,43 @@ impl ToolRegistry {
         Ok(Self {})
     }
 }
+
+/// How much harm a call of a tool can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+/// The registry's view of one tool.
+#[derive(Debug, Clone)]
+pub struct ToolInfo {
+    pub id: String,
+    pub risk: Risk,
+    pub enabled: bool,
+    pub held: bool,
+    pub changed: bool,
+}
+
+/// The risk of a tool from its definition.
+pub fn assess_risk(_tool: &serde_json::Map<String, serde_json::Value>) -> Risk {
+    Risk::Medium
+}
+
+impl ToolRegistry {
+    /// Records the tools a backend offers.
+    pub async fn sync_backend(
+        &self,
+        _backend: &str,
+        _agent: Option<&str>,
+        _tools: &[serde_json::Map<String, serde_json::Value>],
+    ) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    /// The state of one tool.
+    pub fn lookup(&self, _backend: &str, _tool: &str) -> Option<ToolInfo> {
+        None
+    }
+}
