@@ -69,3 +69,8 @@ impl Audit {
     /// Records.
     pub fn record(&self, _ev: AuditEvent) {}
 }
+
+impl Audit {
+    /// Waits for queued events.
+    pub async fn flush(&self) {}
+}

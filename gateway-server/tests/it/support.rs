@@ -17,7 +17,7 @@ pub struct TestHub {
     pub key: String,
     pub state: AppState,
     stop: CancellationToken,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestHub {
@@ -36,11 +36,19 @@ impl TestHub {
     /// (backends, settings). `{dir}` in `extra_toml` is replaced by a temp dir.
     pub async fn start(extra_toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("gatehouse.db");
+        let mut hub = Self::start_at(dir.path(), extra_toml).await;
+        hub._dir = Some(dir);
+        hub
+    }
+
+    /// Like [`TestHub::start`], with the store (and `{dir}`) in `dir`, so a
+    /// second hub started on the same `dir` finds the first one's state.
+    pub async fn start_at(dir: &std::path::Path, extra_toml: &str) -> Self {
+        let db = dir.join("gatehouse.db");
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n[database]\nurl = \"sqlite://{}\"\n{}",
             db.display(),
-            extra_toml.replace("{dir}", &dir.path().display().to_string())
+            extra_toml.replace("{dir}", &dir.display().to_string())
         );
         let config = config::parse(&text, &MapEnv::new()).expect("test config is valid");
         let state = AppState::build(config).await.expect("hub builds");
@@ -49,7 +57,12 @@ impl TestHub {
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         tokio::spawn(server::serve_on(listener, state.clone(), stop.clone()));
-        Self { base: format!("http://{addr}"), key, state, stop, _dir: dir }
+        Self { base: format!("http://{addr}"), key, state, stop, _dir: None }
+    }
+
+    /// Calls the admin API as the hub's admin: `(status, JSON body)`.
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        api_as(&self.base, &self.key, method, path, body).await
     }
 
     /// A client of `/mcp` (or `/mcp/{backend}` when `path` says so) with the hub's key.
@@ -76,6 +89,19 @@ impl TestHub {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Calls the admin API of the hub at `base` with `key`: `(status, JSON body)`.
+pub async fn api_as(base: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = reqwest::Client::new().request(method, format!("{base}/api/v1{path}")).bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("hub answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 /// Creates a user and an API key directly through the store.
