@@ -48,50 +48,17 @@ done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [[ $alive == 0 ]] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-die() {
-    echo "error: $*" >&2
-    for f in "$TMP"/*.err; do
-        [[ -s $f ]] && { echo "--- $(basename "$f") (last lines)" >&2; tail -n 20 "$f" >&2; }
-    done
-    exit 1
-}
-
-# Waits up to $3 seconds for a line matching $2 in file $1 and prints the match.
-wait_for_line() {
-    local file=$1 pattern=$2 deadline=$((SECONDS + $3)) m
-    while ((SECONDS < deadline)); do
-        m=$(grep -o -m1 -E "$pattern" "$file" 2>/dev/null || true)
-        [[ -n $m ]] && { echo "$m"; return 0; }
-        sleep 0.05
-    done
-    return 1
-}
-
-HZ=$(getconf CLK_TCK)
 # Busy jiffies of the whole machine (user nice system irq softirq steal), and
 # of softirq alone: loopback TCP delivery runs there and is charged to no process.
 cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
 cpu_softirq() { awk '/^cpu /{print $8; exit}' /proc/stat; }
 # Time the hypervisor gave our virtual CPUs to someone else (0 on bare metal).
 cpu_steal() { awk '/^cpu /{print $9; exit}' /proc/stat; }
-# utime+stime of a process (our binaries have no spaces in their names).
-proc_cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # cutime+cstime of this shell: every child it has waited for (the load generator runs).
 children_cpu() { awk '{print $16+$17}' "/proc/$$/stat"; }
 # "pid jiffies" of every process but ours and the kernel's packet delivery
@@ -107,9 +74,6 @@ others_snapshot() {
 others_delta() { awk 'NR == FNR { before[$1] = $2; next } { d = $2 - before[$1]; if (d > 0) sum += d } END { print sum + 0 }' "$1" "$2"; }
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/{print $2}' "/proc/$1/status"; }
-# Field $1 of a flat JSON object $2 (the load generator's report).
-jget() { grep -o "\"$1\":[-0-9.eE+]*" <<<"$2" | head -n1 | cut -d: -f2; }
-calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 
 # Other people's work on the machine skews every figure: wait (a while) for
 # the CPUs to be idle, measuring over one second.
