@@ -10,6 +10,7 @@
 pub mod jsonrpc;
 pub mod mcp;
 pub mod raw;
+pub mod tunnel;
 
 pub use jsonrpc::{ErrorObject, Message, Notification, Request, RequestId, Response};
 pub use raw::RawObject;
