@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::supervisor::Shared;
-use crate::{CallError, InitializeInfo, UpstreamEvent, http, sse, stdio};
+use crate::{CallError, InitializeInfo, UpstreamEvent, channel, http, sse, stdio};
 
 /// A message on its way to the server.
 pub(crate) enum Outgoing {
@@ -37,6 +37,7 @@ pub(crate) enum Link {
     Stdio(stdio::StdioLink),
     Http(Arc<http::HttpLink>),
     Sse(sse::SseLink),
+    Channel(channel::ChannelLink),
 }
 
 impl Link {
@@ -47,6 +48,7 @@ impl Link {
             Self::Stdio(l) => l.send(msg),
             Self::Http(l) => l.send(conn, msg).await,
             Self::Sse(l) => l.send(conn, msg).await,
+            Self::Channel(l) => l.send(msg),
         }
     }
 
@@ -59,6 +61,9 @@ impl Link {
             }
             Self::Http(l) => l.send_detached(conn, body),
             Self::Sse(l) => l.send_detached(conn, body),
+            Self::Channel(l) => {
+                let _ = l.send(Outgoing::Oneway { body });
+            }
         }
     }
 
@@ -81,6 +86,7 @@ impl Link {
             Self::Stdio(l) => l.close().await,
             Self::Http(l) => l.close().await,
             Self::Sse(l) => l.close().await,
+            Self::Channel(l) => l.close().await,
         }
     }
 }

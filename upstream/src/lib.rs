@@ -84,6 +84,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 mod backoff;
+mod channel;
 mod conn;
 mod http;
 mod sse;
@@ -91,6 +92,7 @@ mod stdio;
 mod supervisor;
 
 pub use backoff::Backoff;
+pub use channel::{ChannelPair, Connector};
 pub use http::FAILURE_THRESHOLD as HTTP_FAILURE_THRESHOLD;
 pub use sse::resolve_endpoint as resolve_sse_endpoint;
 pub use stdio::{BASELINE_ENV, BASELINE_ENV_WINDOWS};
@@ -118,6 +120,9 @@ pub enum TransportSpec {
     Http { url: String, headers: BTreeMap<String, String> },
     /// Legacy HTTP+SSE (2024-11-05): `url` is the GET SSE endpoint.
     Sse { url: String, headers: BTreeMap<String, String> },
+    /// Messages over in-process channels the program provides (an agent's
+    /// server reached through its tunnel).
+    Channel(Arc<dyn Connector>),
 }
 
 /// What the gateway says about itself in `initialize`.

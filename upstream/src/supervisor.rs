@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::channel;
 use crate::conn::{Conn, Link};
 use crate::{CallError, ClientIdentity, Health, InitializeInfo, Status, TransportSpec, UpstreamEvent, UpstreamSpec, http, sse, stdio};
 
@@ -288,6 +289,7 @@ async fn connect(conn: &Arc<Conn>) -> Result<InitializeInfo, String> {
         TransportSpec::Stdio { command, args, env, cwd } => Link::Stdio(stdio::spawn(conn, command, args, env, cwd.as_deref())?),
         TransportSpec::Http { url, headers } => Link::Http(http::HttpLink::new(shared, url, headers)?),
         TransportSpec::Sse { url, headers } => Link::Sse(sse::connect(conn, url, headers).await?),
+        TransportSpec::Channel(connector) => Link::Channel(channel::connect(conn, connector.as_ref())?),
     };
     conn.set_link(link);
     let raw = conn
