@@ -205,6 +205,13 @@ macro_rules! with_pool {
     };
 }
 
+// Areas with their own file: an `impl Store` block and its row types each.
+mod policy;
+mod registry;
+
+pub use policy::{BackendVisibility, PolicyRule};
+pub use registry::{StoredTool, ToolSyncWrites};
+
 /// Now, at the precision both backends keep (PostgreSQL stores microseconds),
 /// so a value reads back exactly as written.
 pub fn now() -> DateTime<Utc> {

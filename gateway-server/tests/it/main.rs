@@ -7,6 +7,7 @@ mod flows;
 mod governance;
 mod mcp;
 mod peers;
+mod policy;
 mod schemathesis;
 mod store;
 mod support;
