@@ -16,6 +16,7 @@ async fn main() -> ExitCode {
         Some(Command::Check(args)) => commands::check::run(config, args),
         Some(Command::Init(args)) => commands::init::run(config, args),
         Some(Command::Keys(command)) => commands::keys::run(config, command).await,
+        Some(Command::Admin(command)) => commands::admin::run(config, command).await,
         Some(Command::Version) => commands::version::run(config),
     };
     match result {

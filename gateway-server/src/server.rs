@@ -57,7 +57,7 @@ impl AppState {
         let secret = crate::auth::load_secret(&config.auth, &store).await.context("auth: cannot load the key secret")?;
         let auth = Authenticator::new(store.clone(), secret);
         let metrics = crate::metrics::Metrics::new(&config).context("metrics")?;
-        let console = crate::auth::console::Console::start(&config, &store).await.context("console")?;
+        let console = crate::auth::console::Console::start(&config, &store, auth.secret().clone()).await.context("console")?;
         let audit = crate::audit::Audit::start(&config, &store).await.context("audit")?;
         let policy = crate::policy::Policies::start(&config, &store).await.context("policy")?;
         let registry = crate::registry::ToolRegistry::start(&config, &store).await.context("tool registry")?;
@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::mcp::http::routes())
         .merge(crate::mcp::legacy::routes())
         .merge(crate::admin::routes())
+        .merge(crate::admin::session::pages())
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/", get(index))
@@ -185,10 +186,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let public = advertised_url(&state.config.server.public_url, addr);
     tracing::info!(%addr, backends = state.config.backends.len(), store = state.store.kind(), "Gatehouse hub listening");
     // A closed stdout (e.g. piped into `head`) must not stop the hub: ignore write errors.
-    let banner = format!(
+    let mut banner = format!(
         "Gatehouse {} listening on http://{addr}\n  MCP endpoint:  {public}/mcp   (one backend: {public}/mcp/<backend>)\n  Health:        {public}/health/ready\n  Next: create a key with `gateway-server keys create --user you --name laptop` and point your MCP client at {public}/mcp\n",
         env!("CARGO_PKG_VERSION")
     );
+    // The link carries a secret: stdout only, never the log.
+    if let Some(link) = state.console.setup_link(&public) {
+        banner.push_str(&format!(
+            "  Set up the first admin: {link}\n  (valid for one hour; or run `gateway-server admin create --username you`)\n"
+        ));
+    }
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();

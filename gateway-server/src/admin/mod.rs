@@ -24,7 +24,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -33,7 +33,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::AuthError;
-use crate::auth::roles::{self, Permission, Permissions};
+use crate::auth::roles::{Permission, Permissions};
 use crate::server::AppState;
 use crate::store::{Role, StoreError};
 
@@ -171,13 +171,11 @@ impl AdminCtx {
     }
 }
 
-/// The permissions of `role`: fixed for built-in roles, from the store for custom ones.
-pub async fn permissions_of(_st: &AppState, role: &Role) -> Result<Permissions, ApiError> {
-    match roles::built_in(role) {
-        Some(p) => Ok(p),
-        // Custom roles: resolved from the store (see `auth::console`).
-        None => Ok(Permissions::new()),
-    }
+/// The permissions of `role`: fixed for built-in roles, from the store
+/// (cached by [`crate::auth::console::Console`]) for custom ones; an unknown
+/// custom role has none.
+pub async fn permissions_of(st: &AppState, role: &Role) -> Result<Permissions, ApiError> {
+    Ok(st.console.permissions(role).await)
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -186,13 +184,21 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Methods that change state and so need CSRF protection when the caller's
+/// credentials are ambient (the session cookie).
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
 impl FromRequestParts<AppState> for AdminCtx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        let unavailable = || ApiError::Unavailable("authentication is unavailable; try again".to_owned());
+        // A bearer key wins over a cookie: it is sent deliberately, never by a browser on its own.
         if let Some(token) = bearer(parts) {
             let p = st.auth.authenticate(token).await.map_err(|e| match e {
-                AuthError::Store(_) => ApiError::Unavailable("authentication is unavailable; try again".to_owned()),
+                AuthError::Store(_) => unavailable(),
                 e => ApiError::Unauthorized(e.to_string()),
             })?;
             let permissions = permissions_of(st, &p.role).await?;
@@ -202,6 +208,30 @@ impl FromRequestParts<AppState> for AdminCtx {
                 role: p.role,
                 key_id: Some(p.key_id),
                 via: AuthVia::Key,
+                permissions,
+            });
+        }
+        if let Some(token) = session::cookie_token(&parts.headers) {
+            let s = st
+                .console
+                .session(token)
+                .await
+                .map_err(|_| unavailable())?
+                .ok_or_else(|| ApiError::Unauthorized("the console session has ended; sign in again".to_owned()))?;
+            if is_unsafe(&parts.method) {
+                session::check_origin(st, &parts.headers)?;
+                let presented = parts.headers.get(session::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                if !st.console.check_csrf(token, presented) {
+                    return Err(ApiError::Forbidden("csrf token missing or wrong".to_owned()));
+                }
+            }
+            let permissions = permissions_of(st, &s.account.role).await?;
+            return Ok(Self {
+                user_id: s.account.id,
+                username: s.account.username,
+                role: s.account.role,
+                key_id: None,
+                via: AuthVia::Session,
                 permissions,
             });
         }

@@ -14,7 +14,7 @@ use crate::config::{self, ProcessEnv};
 use crate::store::{NewApiKey, Role, Store};
 
 /// Surfaces a key can be limited to.
-pub const SURFACES: &[&str] = &["mcp", "ai"];
+pub use crate::admin::keys::SURFACES;
 
 /// `keys` subcommands. Adding one is one variant here plus its `run` arm.
 #[derive(Debug, Subcommand)]
@@ -117,36 +117,18 @@ pub async fn create(config_path: Option<&Path>, args: CreateArgs) -> anyhow::Res
     result
 }
 
+/// The non-empty, trimmed entries of a comma-separated flag.
+fn entries(given: &[String]) -> Vec<String> {
+    given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+// Same rules as the admin API (`POST /api/v1/keys`), errors named after the flag.
 fn normalize_surfaces(given: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut surfaces = Vec::new();
-    for s in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        if !SURFACES.contains(&s) {
-            anyhow::bail!("--surfaces: unknown surface `{s}`; use {}", SURFACES.join(","));
-        }
-        if !surfaces.iter().any(|have| have == s) {
-            surfaces.push(s.to_owned());
-        }
-    }
-    if surfaces.is_empty() {
-        anyhow::bail!("--surfaces: give at least one of {}", SURFACES.join(","));
-    }
-    Ok(surfaces)
+    crate::admin::keys::normalize_surfaces(Some(&entries(given))).map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 fn normalize_tools(given: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut tools: Vec<String> = Vec::new();
-    for t in given.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-        if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            anyhow::bail!("--tools: `{t}` contains whitespace");
-        }
-        if !tools.iter().any(|have| have == t) {
-            tools.push(t.to_owned());
-        }
-    }
-    if tools.is_empty() {
-        tools.push("*".to_owned());
-    }
-    Ok(tools)
+    crate::admin::keys::normalize_tools(Some(&entries(given))).map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 /// Parses `30d`, `12h`, `90m`, `45s`, `2w` (a positive whole number and a unit).
@@ -193,5 +175,6 @@ mod tests {
         assert!(normalize_surfaces(&s(&[""])).is_err());
         assert_eq!(normalize_tools(&[]).unwrap(), s(&["*"]));
         assert_eq!(normalize_tools(&s(&["fs__*", " git__log "])).unwrap(), s(&["fs__*", "git__log"]));
+        assert!(normalize_tools(&s(&["fs__["])).unwrap_err().to_string().starts_with("--tools: "));
     }
 }

@@ -4,6 +4,7 @@
 //! Every subcommand accepts `--config FILE` before or after its own arguments
 //! (or `GATEHOUSE_CONFIG`), and acts on the store that config names.
 
+pub mod admin;
 pub mod check;
 pub mod init;
 pub mod keys;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Manage API keys
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage console administrators
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Print the version
     Version,
 }
@@ -116,6 +120,15 @@ mod tests {
         }
         let nested = Cli::try_parse_from(["gateway-server", "keys", "create", "--user", "u", "--config", "b.toml", "--name", "n"]).unwrap();
         assert_eq!(nested.config_path(), Some(Path::new("b.toml")));
+    }
+
+    #[test]
+    fn admin_create_takes_no_password_argument() {
+        let cli = Cli::try_parse_from(["gateway-server", "admin", "create", "--username", "root", "--password-stdin"]).unwrap();
+        let Some(Command::Admin(admin::AdminCommand::Create(args))) = cli.command else { panic!("admin create") };
+        assert_eq!(args.username, "root");
+        assert!(args.password_stdin && !args.force);
+        assert!(Cli::try_parse_from(["gateway-server", "admin", "create", "--username", "root", "--password", "x"]).is_err());
     }
 
     #[test]

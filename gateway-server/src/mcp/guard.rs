@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_proto::mcp::code;
 
 use super::http::rpc_error;
+use crate::auth::roles::Permission;
 use crate::auth::{AuthError, Principal};
 use crate::server::AppState;
 
@@ -73,6 +74,11 @@ impl FromRequestParts<AppState> for Caller {
         })?;
         if !principal.surfaces.is_empty() && !principal.surfaces.iter().any(|s| s == "mcp") {
             return Err(rpc_error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, "Forbidden: this key may not use the MCP surface"));
+        }
+        // The key's surfaces narrow its user's role; the role must allow MCP too.
+        if !st.console.permissions(&principal.role).await.contains(&Permission::McpUse) {
+            let message = format!("Forbidden: role `{}` may not use the MCP surface", principal.role);
+            return Err(rpc_error(StatusCode::FORBIDDEN, code::INVALID_REQUEST, message));
         }
         Ok(Self { principal: Arc::new(principal) })
     }

@@ -212,6 +212,10 @@ mod registry;
 pub use policy::{BackendVisibility, PolicyRule};
 pub use registry::{StoredTool, ToolSyncWrites};
 
+// After `with_pool!`, which it uses.
+mod identity;
+pub use identity::{ConsoleSession, Credentials, CustomRole, GuardedChange, NewConsoleSession, RoleRemoval, UserAccount, UserChanges};
+
 /// Now, at the precision both backends keep (PostgreSQL stores microseconds),
 /// so a value reads back exactly as written.
 pub fn now() -> DateTime<Utc> {
@@ -452,14 +456,16 @@ impl Store {
         Ok(key)
     }
 
-    /// The key with this hash and its owner.
+    /// The key with this hash and its owner, unless the owner is disabled.
     pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(ApiKey, User)>, StoreError> {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, u.username AS u_username, u.role AS u_role, u.created_at AS u_created_at \
-             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1"
+             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1 AND u.disabled = $2"
         );
+        // A disabled user's keys do not authenticate (they come back when the user is enabled again).
         let row: Option<KeyUserRow> = with_pool!(self, pool => sqlx::query_as(&sql)
             .bind(key_hash)
+            .bind(false)
             .fetch_optional(pool)
             .await)?;
         let Some(row) = row else { return Ok(None) };

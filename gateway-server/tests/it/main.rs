@@ -5,6 +5,7 @@ mod config;
 mod conformance;
 mod flows;
 mod governance;
+mod identity;
 mod mcp;
 mod peers;
 mod policy;

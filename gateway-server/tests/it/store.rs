@@ -44,7 +44,7 @@ store_suite!(
     settings_first_writer_wins,
 );
 
-pub(crate) async fn with_sqlite<F, Fut>(test: F)
+pub async fn with_sqlite<F, Fut>(test: F)
 where
     F: FnOnce(Store, String) -> Fut,
     Fut: Future<Output = ()>,
@@ -57,7 +57,7 @@ where
     store.close().await;
 }
 
-pub(crate) async fn with_postgres<F, Fut>(test: F)
+pub async fn with_postgres<F, Fut>(test: F)
 where
     F: FnOnce(Store, String) -> Fut,
     Fut: Future<Output = ()>,
