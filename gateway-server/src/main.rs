@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
         Some(Command::Init(args)) => commands::init::run(config, args),
         Some(Command::Keys(command)) => commands::keys::run(config, command).await,
         Some(Command::Admin(command)) => commands::admin::run(config, command).await,
+        Some(Command::Audit(command)) => commands::audit::run(config, command).await,
         Some(Command::Version) => commands::version::run(config),
     };
     match result {

@@ -161,6 +161,7 @@ fn html_escape(s: &str) -> String {
 /// Serves `state` on `listener` until `shutdown` fires, then drains.
 pub async fn serve_on(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let hub = state.hub.clone();
+    let audit = state.audit.clone();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
     let app = router(state);
     let stop = shutdown.clone();
@@ -174,6 +175,8 @@ pub async fn serve_on(listener: TcpListener, state: AppState, shutdown: Cancella
         }
     }
     hub.shutdown().await;
+    // Last: requests finishing during the drain still record their events.
+    audit.shutdown().await;
     Ok(())
 }
 

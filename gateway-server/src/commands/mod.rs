@@ -5,6 +5,7 @@
 //! (or `GATEHOUSE_CONFIG`), and acts on the store that config names.
 
 pub mod admin;
+pub mod audit;
 pub mod check;
 pub mod init;
 pub mod keys;
@@ -54,6 +55,10 @@ pub enum Command {
     /// Manage console administrators
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+
+    /// Check or export the audit log
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the version
     Version,
 }
@@ -120,6 +125,12 @@ mod tests {
         }
         let nested = Cli::try_parse_from(["gateway-server", "keys", "create", "--user", "u", "--config", "b.toml", "--name", "n"]).unwrap();
         assert_eq!(nested.config_path(), Some(Path::new("b.toml")));
+        let audit = Cli::try_parse_from(["gateway-server", "audit", "verify", "--config", "c.toml"]).unwrap();
+        assert_eq!(audit.config_path(), Some(Path::new("c.toml")));
+        assert!(matches!(audit.command, Some(Command::Audit(audit::AuditCommand::Verify))));
+        let export = Cli::try_parse_from(["gateway-server", "audit", "export", "--kind", "mcp", "--decision", "deny"]).unwrap();
+        assert!(matches!(export.command, Some(Command::Audit(audit::AuditCommand::Export(_)))));
+        assert!(Cli::try_parse_from(["gateway-server", "audit", "export", "--kind", "web"]).is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use gatehouse_proto::ErrorObject;
 use gatehouse_proto::mcp::code;
 use serde_json::{Map, Value, json};
 
-use crate::audit::Audit;
+use crate::audit::{Audit, AuditEvent, Decision, EventKind, EventStatus};
 use crate::auth::Principal;
 use crate::limits::{LimitInput, Limits};
 use crate::metrics::Metrics;
@@ -178,26 +178,22 @@ impl Gate {
             Ok(raw) => (Some(raw.get().len() as i64), None),
             Err(_) => (None, None),
         };
-        self.audit.record(crate::audit::AuditEvent {
-            kind: crate::audit::AuditKind::Mcp,
-            user_id: Some(p.user_id.clone()),
-            username: Some(p.username.clone()),
-            key_id: (!p.key_id.is_empty()).then(|| p.key_id.clone()),
-            client_app: who.client_app.map(str::to_owned),
-            session_id: Some(session_id.to_owned()),
-            method: Some(method.to_owned()),
-            backend: note.backend,
-            tool: note.target,
-            decision: note.allowed.map(|a| if a { "allow" } else { "deny" }.to_owned()),
-            rule: note.rule,
-            status: Some(status.to_owned()),
-            error_code,
-            error_message,
-            latency_ms: Some(elapsed.as_secs_f64() * 1000.0),
-            response_bytes,
-            arguments: note.arguments,
-            result,
-            ..Default::default()
-        });
+        let mut ev =
+            AuditEvent::new(EventKind::Mcp).by(p.user_id.clone(), p.username.clone(), (!p.key_id.is_empty()).then(|| p.key_id.clone()));
+        ev.client_app = who.client_app.map(str::to_owned);
+        ev.session_id = Some(session_id.to_owned());
+        ev.method = Some(method.to_owned());
+        ev.backend = note.backend;
+        ev.tool = note.target;
+        ev.decision = note.allowed.map(|a| if a { Decision::Allow } else { Decision::Deny });
+        ev.rule = note.rule;
+        ev.status = Some(if outcome.is_ok() { EventStatus::Ok } else { EventStatus::Error });
+        ev.error_code = error_code;
+        ev.error_message = error_message;
+        ev.latency_ms = Some(elapsed.as_secs_f64() * 1000.0);
+        ev.response_bytes = response_bytes;
+        ev.arguments = note.arguments;
+        ev.result = result;
+        self.audit.record(ev);
     }
 }

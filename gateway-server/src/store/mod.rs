@@ -1,4 +1,4 @@
-//! Persistent state: users, API keys and hub-wide settings.
+//! Persistent state: users, API keys, hub-wide settings and the audit log.
 //!
 //! One [`Store`] type over either an embedded SQLite file (the default) or
 //! PostgreSQL (for several hubs sharing state), chosen by the URL scheme.
@@ -215,6 +215,14 @@ pub use registry::{StoredTool, ToolSyncWrites};
 // After `with_pool!`, which it uses.
 mod identity;
 pub use identity::{ConsoleSession, Credentials, CustomRole, GuardedChange, NewConsoleSession, RoleRemoval, UserAccount, UserChanges};
+
+// Area modules come after `with_pool!` so they can use it.
+mod audit;
+
+pub use audit::{
+    AUDIT_DEFAULT_PAGE, AUDIT_MAX_PAGE, AuditFilter, AuditPage, AuditRow, USAGE_MAX_ROWS, UsageBucket, UsageGroupBy, UsageQuery, UsageRow,
+    decode_cursor, encode_cursor,
+};
 
 /// Now, at the precision both backends keep (PostgreSQL stores microseconds),
 /// so a value reads back exactly as written.

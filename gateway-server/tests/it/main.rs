@@ -1,5 +1,6 @@
 //! Integration tests of the hub, one binary with a module per area.
 
+mod audit;
 mod cli;
 mod config;
 mod conformance;
