@@ -181,6 +181,18 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for requests and sessions to drain.
     pub shutdown_grace_secs: u64,
+    /// Whether the admin API may create (and test) stdio backends, i.e. run
+    /// any command on the hub's machine with the hub's rights. Off by
+    /// default: an admin API key would otherwise amount to a shell.
+    pub allow_runtime_stdio_backends: bool,
+    /// Refuse backend URLs given at runtime that resolve to loopback or
+    /// private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, ...).
+    /// Off by default: a gateway usually fronts internal servers.
+    pub block_private_urls: bool,
+    /// Accept backend URLs given at runtime that resolve to link-local or
+    /// cloud metadata addresses (169.254/16, fe80::/10, 100.100.100.200, ...).
+    /// Off by default: those hand out cloud credentials.
+    pub allow_link_local_urls: bool,
 }
 
 impl Default for ServerConfig {
@@ -193,6 +205,9 @@ impl Default for ServerConfig {
             allowed_hosts: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 10,
+            allow_runtime_stdio_backends: false,
+            block_private_urls: false,
+            allow_link_local_urls: false,
         }
     }
 }
@@ -736,6 +751,18 @@ impl EnvLayer<'_> {
         }
     }
 
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    pub(crate) fn flag(&mut self, key: &str, slot: &mut bool) -> Result<(), ConfigError> {
+        if let Some(v) = self.get(key) {
+            *slot = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err(ConfigError::invalid(key, format!("expected true or false (set by {})", env_var_name(key)))),
+            };
+        }
+        Ok(())
+    }
+
     pub(crate) fn number<T: FromStr>(&mut self, key: &str, slot: &mut T) -> Result<(), ConfigError> {
         if let Some(v) = self.get(key) {
             *slot =
@@ -755,6 +782,9 @@ fn apply_env(config: &mut Config, env: &dyn EnvSource) -> Result<BTreeSet<String
     l.list("server.allowed_hosts", &mut s.allowed_hosts);
     l.number("server.max_body_bytes", &mut s.max_body_bytes)?;
     l.number("server.shutdown_grace_secs", &mut s.shutdown_grace_secs)?;
+    l.flag("server.allow_runtime_stdio_backends", &mut s.allow_runtime_stdio_backends)?;
+    l.flag("server.block_private_urls", &mut s.block_private_urls)?;
+    l.flag("server.allow_link_local_urls", &mut s.allow_link_local_urls)?;
     let d = &mut config.database;
     l.string("database.url", &mut d.url);
     l.number("database.max_connections", &mut d.max_connections)?;
@@ -797,6 +827,11 @@ impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         self.database.url = resolve_sqlite_url(&self.database.url, base);
         if let Some(file) = &mut self.auth.secret_file
+            && file.is_relative()
+        {
+            *file = base.join(&*file);
+        }
+        if let Some(file) = &mut self.metrics.bearer_token_file
             && file.is_relative()
         {
             *file = base.join(&*file);
@@ -965,7 +1000,7 @@ pub fn is_valid_backend_name(name: &str) -> bool {
         && !name.contains("__")
 }
 
-fn validate_backend(i: usize, b: &BackendConfig) -> Result<(), ConfigError> {
+pub(crate) fn validate_backend(i: usize, b: &BackendConfig) -> Result<(), ConfigError> {
     let key = |field: &str| format!("backends[{i}].{field}");
     if !is_valid_backend_name(&b.name) {
         return Err(ConfigError::invalid(
@@ -1149,6 +1184,8 @@ mod tests {
         let mut config = Config::default();
         config.auth.secret_file = Some(PathBuf::from("x"));
         config.auth.anonymous_user = Some("a".into());
+        config.metrics.bearer_token = Some("t".into());
+        config.metrics.bearer_token_file = Some(PathBuf::from("t"));
         let value = toml::Value::try_from(&config).unwrap();
         let table = value.as_table().unwrap();
         let mut expected = BTreeSet::new();

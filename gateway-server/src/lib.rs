@@ -5,6 +5,7 @@
 //! module per concern, so integration tests can build a hub in-process.
 
 pub mod admin;
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod commands;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;
+pub mod net;
 pub mod policy;
 pub mod registry;
 pub mod server;

@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
         Some(Command::Keys(command)) => commands::keys::run(config, command).await,
         Some(Command::Admin(command)) => commands::admin::run(config, command).await,
         Some(Command::Audit(command)) => commands::audit::run(config, command).await,
+        Some(Command::Agents(command)) => commands::agents::run(config, command).await,
         Some(Command::Version) => commands::version::run(config),
     };
     match result {

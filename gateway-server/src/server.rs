@@ -44,6 +44,8 @@ pub struct AppState {
     pub limits: crate::limits::Limits,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Which agents are connected now.
+    pub agents: crate::agents::AgentRegistry,
 }
 
 impl AppState {
@@ -61,7 +63,7 @@ impl AppState {
         let audit = crate::audit::Audit::start(&config, &store).await.context("audit")?;
         let policy = crate::policy::Policies::start(&config, &store).await.context("policy")?;
         let registry = crate::registry::ToolRegistry::start(&config, &store).await.context("tool registry")?;
-        let limits = crate::limits::Limits::start(&config, &store).await.context("limits")?;
+        let limits = crate::limits::Limits::start(&config, &store).await.context("limits")?.with_metrics(metrics.clone());
         let gate = Arc::new(Gate {
             policy: policy.clone(),
             registry: registry.clone(),
@@ -80,6 +82,15 @@ impl AppState {
         let default_timeout = Duration::from_secs(config.mcp.request_timeout_secs);
         for b in config.backends.iter().filter(|b| b.enabled) {
             hub.add_backend(b.to_upstream_spec(default_timeout));
+        }
+        // Backends added through the admin API, after the file's: the file wins a name clash.
+        let stored = store.list_backends(&crate::store::SecretCipher::new(auth.secret())).await.context("cannot load runtime backends")?;
+        for b in stored.into_iter().filter(|b| b.config.enabled) {
+            if config.backends.iter().any(|c| c.name == b.config.name) {
+                tracing::warn!(backend = %b.config.name, "a stored backend has the name of a config-file backend; skipping the stored one");
+                continue;
+            }
+            hub.add_backend(b.config.to_upstream_spec(default_timeout));
         }
         let anonymous = match &config.auth.anonymous_user {
             Some(name) => {
@@ -111,6 +122,7 @@ impl AppState {
             registry,
             limits,
             metrics,
+            agents: crate::agents::AgentRegistry::new(),
         })
     }
 }
@@ -125,24 +137,43 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::admin::session::pages())
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/", get(index))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
+/// How long the readiness probe waits for the store.
+const READY_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// 200 when the store answers, else 503; with every backend's state and a
+/// summary (`down` counts every backend not ready and not starting).
 async fn ready(State(st): State<AppState>) -> impl IntoResponse {
-    let store_ok = st.store.ping().await.is_ok();
-    let backends: serde_json::Map<String, serde_json::Value> = st
-        .hub
-        .backends()
+    use crate::admin::backends::BackendHealth;
+    let store_ok = matches!(tokio::time::timeout(READY_STORE_TIMEOUT, st.store.ping()).await, Ok(Ok(())));
+    let (mut ready, mut starting) = (0usize, 0usize);
+    let all = st.hub.backends();
+    let backends: serde_json::Map<String, serde_json::Value> = all
         .iter()
         .map(|b| {
             let s = b.status();
-            (b.name.to_string(), json!({ "health": format!("{:?}", s.health).split([' ', '{']).next().unwrap_or_default().to_ascii_lowercase(), "restarts": s.restarts, "lastError": s.last_error }))
+            let health = BackendHealth::of_backend(b);
+            match health {
+                BackendHealth::Ready => ready += 1,
+                BackendHealth::Starting => starting += 1,
+                BackendHealth::Degraded | BackendHealth::Down => {}
+            }
+            (b.name.to_string(), json!({ "health": health, "restarts": s.restarts, "lastError": s.last_error }))
         })
         .collect();
+    let summary = json!({ "total": all.len(), "ready": ready, "down": all.len() - ready - starting });
     let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if store_ok { "ready" } else { "unavailable" }, "store": store_ok, "backends": backends })))
+    (
+        status,
+        Json(
+            json!({ "status": if store_ok { "ready" } else { "unavailable" }, "store": store_ok, "backends": backends, "backendsSummary": summary }),
+        ),
+    )
 }
 
 async fn index(State(st): State<AppState>) -> Html<String> {

@@ -5,6 +5,7 @@
 //! (or `GATEHOUSE_CONFIG`), and acts on the store that config names.
 
 pub mod admin;
+pub mod agents;
 pub mod audit;
 pub mod check;
 pub mod init;
@@ -59,6 +60,10 @@ pub enum Command {
     /// Check or export the audit log
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+
+    /// Enroll, list and revoke agents
+    #[command(subcommand)]
+    Agents(agents::AgentsCommand),
     /// Print the version
     Version,
 }

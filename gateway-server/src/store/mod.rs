@@ -224,6 +224,15 @@ pub use audit::{
     decode_cursor, encode_cursor,
 };
 
+// Areas with their own file: an `impl Store` block plus row types each.
+mod agents;
+mod backends;
+mod limits;
+
+pub use agents::{Agent, AgentSharing, NewAgent, validate_agent_name};
+pub use backends::{SecretCipher, StoredBackend};
+pub use limits::StoredLimitRule;
+
 /// Now, at the precision both backends keep (PostgreSQL stores microseconds),
 /// so a value reads back exactly as written.
 pub fn now() -> DateTime<Utc> {

@@ -1,12 +1,15 @@
 //! Integration tests of the hub, one binary with a module per area.
 
+mod agents_api;
 mod audit;
+mod backends_api;
 mod cli;
 mod config;
 mod conformance;
 mod flows;
 mod governance;
 mod identity;
+mod limits;
 mod mcp;
 mod peers;
 mod policy;

@@ -1,0 +1,112 @@
+//! Rate limit rules added at run time (table `limit_rules`). The store keeps
+//! them as plain strings; [`crate::limits`] validates and compiles them.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+
+use super::{Pool, Store, StoreError};
+
+/// One stored rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredLimitRule {
+    pub id: String,
+    /// `user`, `key`, `backend` or `tool`.
+    pub scope: String,
+    /// The one subject (or tool glob) the rule is about; `None`: every subject separately.
+    pub match_value: Option<String>,
+    /// `minute`, `hour` or `day`.
+    pub window: String,
+    pub max_requests: u64,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LimitRow {
+    id: String,
+    scope: String,
+    match_value: Option<String>,
+    time_window: String,
+    max_requests: i64,
+    enabled: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<LimitRow> for StoredLimitRule {
+    fn from(r: LimitRow) -> Self {
+        Self {
+            id: r.id,
+            scope: r.scope,
+            match_value: r.match_value,
+            window: r.time_window,
+            max_requests: u64::try_from(r.max_requests).unwrap_or(0),
+            enabled: r.enabled,
+            created_at: r.created_at,
+        }
+    }
+}
+
+fn max_as_i64(max: u64) -> Result<i64, StoreError> {
+    i64::try_from(max).map_err(|_| StoreError::Invalid { field: "max_requests", reason: "too large".to_owned() })
+}
+
+impl Store {
+    /// Every stored rule, oldest first.
+    pub async fn list_limit_rules(&self) -> Result<Vec<StoredLimitRule>, StoreError> {
+        let rows: Vec<LimitRow> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT id, scope, match_value, time_window, max_requests, enabled, created_at FROM limit_rules ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(StoredLimitRule::from).collect())
+    }
+
+    /// Stores a new rule (`id` and `created_at` as given).
+    pub async fn insert_limit_rule(&self, rule: &StoredLimitRule) -> Result<(), StoreError> {
+        let max = max_as_i64(rule.max_requests)?;
+        with_pool!(self, pool => sqlx::query(
+            "INSERT INTO limit_rules (id, scope, match_value, time_window, max_requests, enabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&rule.id)
+        .bind(&rule.scope)
+        .bind(&rule.match_value)
+        .bind(&rule.window)
+        .bind(max)
+        .bind(rule.enabled)
+        .bind(rule.created_at.trunc_subsecs(6))
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(|e| super::map_unique(e, || format!("limit rule `{}`", rule.id)))?;
+        Ok(())
+    }
+
+    /// Replaces rule `rule.id` (keeping its `created_at`); `false` when absent.
+    pub async fn update_limit_rule(&self, rule: &StoredLimitRule) -> Result<bool, StoreError> {
+        let max = max_as_i64(rule.max_requests)?;
+        let n = with_pool!(self, pool => sqlx::query(
+            "UPDATE limit_rules SET scope = $1, match_value = $2, time_window = $3, max_requests = $4, enabled = $5 WHERE id = $6",
+        )
+        .bind(&rule.scope)
+        .bind(&rule.match_value)
+        .bind(&rule.window)
+        .bind(max)
+        .bind(rule.enabled)
+        .bind(&rule.id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    /// Deletes rule `id`; `false` when absent.
+    pub async fn delete_limit_rule(&self, id: &str) -> Result<bool, StoreError> {
+        let n = with_pool!(self, pool => sqlx::query("DELETE FROM limit_rules WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+}
