@@ -133,7 +133,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::mcp::http::routes())
         .merge(crate::mcp::legacy::routes())
-        .merge(crate::admin::routes())
+        .merge(crate::admin::routes().layer(axum::middleware::from_fn_with_state(state.clone(), crate::admin::changes::record_changes)))
         .merge(crate::admin::session::pages())
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))

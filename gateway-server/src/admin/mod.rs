@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod audit;
 pub mod backends;
+pub mod changes;
 pub mod keys;
 pub mod limits;
 pub mod policies;
@@ -194,6 +195,17 @@ impl FromRequestParts<AppState> for AdminCtx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        let ctx = Self::authenticate(parts, st).await?;
+        if let Some(slot) = parts.extensions.get::<changes::ActorSlot>() {
+            *slot.0.lock() = Some(ctx.clone());
+        }
+        Ok(ctx)
+    }
+}
+
+impl AdminCtx {
+    /// Who is calling: a bearer key, else the console session cookie (with CSRF checks).
+    async fn authenticate(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         let unavailable = || ApiError::Unavailable("authentication is unavailable; try again".to_owned());
         // A bearer key wins over a cookie: it is sent deliberately, never by a browser on its own.
         if let Some(token) = bearer(parts) {

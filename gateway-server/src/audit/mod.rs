@@ -60,6 +60,9 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
+    /// Record events at all (default true). Off only for measurements and
+    /// throwaway hubs: nothing is recorded and nothing counts as dropped.
+    pub enabled: bool,
     /// Events waiting for the writer; beyond it new events are dropped (and counted).
     pub queue_capacity: usize,
     /// Records older than this many days are deleted hourly; 0 keeps them forever.
@@ -78,6 +81,7 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             retention_days: DEFAULT_RETENTION_DAYS,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
@@ -93,6 +97,7 @@ impl AuditConfig {
     /// `REDACT_PATTERNS` is a JSON array of strings (regexes contain commas),
     /// or a single pattern.
     pub(crate) fn apply_env(&mut self, l: &mut crate::config::EnvLayer<'_>) -> Result<(), ConfigError> {
+        l.flag("audit.enabled", &mut self.enabled)?;
         l.number("audit.queue_capacity", &mut self.queue_capacity)?;
         l.number("audit.retention_days", &mut self.retention_days)?;
         l.number("audit.max_payload_bytes", &mut self.max_payload_bytes)?;
@@ -474,6 +479,9 @@ impl Audit {
     /// queue is full (or the log was shut down) the event is dropped and
     /// counted ([`Audit::dropped`]), with at most one warning per 10 s.
     pub fn record(&self, ev: AuditEvent) {
+        if !self.inner.config.enabled {
+            return;
+        }
         match self.inner.tx.try_send(Msg::Event(Box::new(ev))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.inner.stats.drop_events(1, "the audit queue is full"),

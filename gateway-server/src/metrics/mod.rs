@@ -382,6 +382,7 @@ impl Metrics {
         }
         i.sessions_active.set(i64::try_from(st.hub.sessions.len()).unwrap_or(i64::MAX));
         i.agents_connected.set(i64::try_from(st.agents.online_count()).unwrap_or(i64::MAX));
+        self.set_audit(st.audit.queue_depth(), st.audit.dropped());
     }
 
     /// Every family in the text exposition format.

@@ -264,3 +264,31 @@ async fn a_viewer_key_cannot_use_mcp_and_keys_cannot_widen_a_user() {
     let err = call_error(&mut c, "notes__delete_notes").await.expect("denied");
     assert_eq!(err["data"]["rule"]["name"], "no-deletes", "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_are_audited_with_secrets_redacted() {
+    let hub = TestHub::start("").await;
+    let (status, _) =
+        hub.api("POST", "/users", Some(json!({ "username": "erin", "role": "developer", "password": "a long enough password" }))).await;
+    assert_eq!(status, 201);
+    // A refused change is recorded too.
+    let viewer = user_with_key(&hub, "vic", "viewer", &[]).await;
+    let (status, _) = api_as(&hub.base, &viewer, "POST", "/policies", Some(json!({ "name": "x", "effect": "allow" }))).await;
+    assert_eq!(status, 403);
+
+    hub.state.audit.flush().await;
+    let (status, body) = hub.api("GET", "/audit?kind=admin&limit=50", None).await;
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().unwrap();
+    let created = items
+        .iter()
+        .find(|e| e["action"] == "POST /api/v1/users" && e["details"]["request"]["username"] == "erin")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(created["username"], "alice", "{created}");
+    assert_eq!(created["details"]["status"], 201, "{created}");
+    let text = created.to_string();
+    assert!(!text.contains("a long enough password"), "the password reached the audit log: {text}");
+    let refused = items.iter().find(|e| e["action"] == "POST /api/v1/policies").unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(refused["decision"], "deny", "{refused}");
+    assert_eq!(refused["username"], "vic", "{refused}");
+}
