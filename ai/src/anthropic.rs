@@ -18,7 +18,7 @@ use crate::model::{
     BlockKind, ImageSource, Message, Part, Request, Response, Role, StopReason, StreamEvent, SystemPart, Tool, ToolChoice, Usage,
 };
 use crate::sse::{SseDecoder, encode};
-use crate::stream::{StreamDecode, StreamEncode};
+use crate::stream::{each_data, end_unfinished, fail, impl_stream_traits, parse_payload};
 use crate::tokens::default_max_tokens;
 
 const NOT_CARRIED: &str = "not carried by the translation";
@@ -570,11 +570,7 @@ impl StreamParser {
 
     /// Consume bytes of the SSE stream.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        for ev in self.sse.feed(bytes) {
-            self.on_data(&ev.data, &mut out);
-        }
-        out
+        each_data(self.sse.feed(bytes), |data, out| self.on_data(data, out))
     }
 
     /// Consume one event's JSON payload directly (Bedrock event-stream frames carry these).
@@ -586,14 +582,8 @@ impl StreamParser {
 
     /// The upstream closed.
     pub fn finish(&mut self) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        for ev in self.sse.finish() {
-            self.on_data(&ev.data, &mut out);
-        }
-        if !self.done {
-            self.done = true;
-            out.push(StreamEvent::Error { kind: ErrorKind::Api, message: "upstream stream ended before message_stop".into() });
-        }
+        let mut out = each_data(self.sse.finish(), |data, out| self.on_data(data, out));
+        end_unfinished(&mut self.done, "message_stop", &mut out);
         out
     }
 
@@ -605,13 +595,8 @@ impl StreamParser {
         if self.done {
             return;
         }
-        let ev: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
-            Err(e) => {
-                self.done = true;
-                out.push(StreamEvent::Error { kind: ErrorKind::Api, message: format!("unreadable stream event from upstream: {e}") });
-                return;
-            }
+        let Some(ev) = parse_payload(data, "event", &mut self.done, out) else {
+            return;
         };
         let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
         match j::str_at(&ev, "type") {
@@ -711,24 +696,11 @@ impl StreamParser {
             }
             "ping" => out.push(StreamEvent::Ping),
             "error" => {
-                self.done = true;
                 let e = ev.get("error").cloned().unwrap_or(Value::Null);
-                out.push(StreamEvent::Error {
-                    kind: ErrorKind::from_anthropic_type(j::str_at(&e, "type")),
-                    message: j::str_at(&e, "message").to_owned(),
-                });
+                fail(&mut self.done, out, ErrorKind::from_anthropic_type(j::str_at(&e, "type")), j::str_at(&e, "message").to_owned());
             }
             _ => {}
         }
-    }
-}
-
-impl StreamDecode for StreamParser {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<StreamEvent> {
-        StreamParser::feed(self, bytes)
-    }
-    fn finish(&mut self) -> Vec<StreamEvent> {
-        StreamParser::finish(self)
     }
 }
 
@@ -809,14 +781,4 @@ impl StreamWriter {
     }
 }
 
-impl StreamEncode for StreamWriter {
-    fn write(&mut self, event: &StreamEvent) -> Vec<u8> {
-        StreamWriter::write(self, event)
-    }
-    fn finish(&mut self) -> Vec<u8> {
-        StreamWriter::finish(self)
-    }
-    fn dropped(&self) -> &[Dropped] {
-        &self.dropped
-    }
-}
+impl_stream_traits!(StreamParser, StreamWriter);

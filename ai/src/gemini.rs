@@ -24,7 +24,7 @@ use crate::model::{
     ImageSource, Message, Part, Request, Response, Role, StopReason, StreamEvent, SystemPart, Tool, ToolChoice, Usage, input_object,
 };
 use crate::sse::{SseDecoder, encode};
-use crate::stream::{Blocks, StreamDecode, StreamEncode};
+use crate::stream::{Blocks, each_data, end_unfinished, fail, impl_stream_traits, parse_payload};
 
 const GENERATION_CONFIG: &str = "generationConfig";
 
@@ -607,23 +607,13 @@ impl StreamParser {
 
     /// Consume bytes of the SSE stream.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        for ev in self.sse.feed(bytes) {
-            self.on_data(&ev.data, &mut out);
-        }
-        out
+        each_data(self.sse.feed(bytes), |data, out| self.on_data(data, out))
     }
 
     /// The upstream closed.
     pub fn finish(&mut self) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        for ev in self.sse.finish() {
-            self.on_data(&ev.data, &mut out);
-        }
-        if !self.done {
-            self.done = true;
-            out.push(StreamEvent::Error { kind: ErrorKind::Api, message: "upstream stream ended before finishReason".into() });
-        }
+        let mut out = each_data(self.sse.finish(), |data, out| self.on_data(data, out));
+        end_unfinished(&mut self.done, "finishReason", &mut out);
         out
     }
 
@@ -631,20 +621,11 @@ impl StreamParser {
         if self.done {
             return;
         }
-        let chunk: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
-            Err(e) => {
-                self.done = true;
-                out.push(StreamEvent::Error { kind: ErrorKind::Api, message: format!("unreadable stream chunk from upstream: {e}") });
-                return;
-            }
+        let Some(chunk) = parse_payload(data, "chunk", &mut self.done, out) else {
+            return;
         };
         if let Some(e) = chunk.get("error") {
-            self.done = true;
-            out.push(StreamEvent::Error {
-                kind: ErrorKind::from_gemini_status(j::str_at(e, "status")),
-                message: j::str_at(e, "message").to_owned(),
-            });
+            fail(&mut self.done, out, ErrorKind::from_gemini_status(j::str_at(e, "status")), j::str_at(e, "message").to_owned());
             return;
         }
         if let Some(u) = g(&chunk, "usageMetadata") {
@@ -721,15 +702,6 @@ impl StreamParser {
         self.blocks.close(out);
         out.push(StreamEvent::MessageDelta { stop_reason: stop, stop_sequence: None, usage: self.usage.clone() });
         out.push(StreamEvent::MessageStop);
-    }
-}
-
-impl StreamDecode for StreamParser {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<StreamEvent> {
-        StreamParser::feed(self, bytes)
-    }
-    fn finish(&mut self) -> Vec<StreamEvent> {
-        StreamParser::finish(self)
     }
 }
 
@@ -839,14 +811,4 @@ impl StreamWriter {
     }
 }
 
-impl StreamEncode for StreamWriter {
-    fn write(&mut self, event: &StreamEvent) -> Vec<u8> {
-        StreamWriter::write(self, event)
-    }
-    fn finish(&mut self) -> Vec<u8> {
-        StreamWriter::finish(self)
-    }
-    fn dropped(&self) -> &[Dropped] {
-        &self.dropped
-    }
-}
+impl_stream_traits!(StreamParser, StreamWriter);

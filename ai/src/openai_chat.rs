@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::put_extra;
 use crate::sse::{SseDecoder, encode};
-use crate::stream::{Blocks, StreamDecode, StreamEncode, StreamOptions, now_unix};
+use crate::stream::{Blocks, StreamOptions, each_data, end_unfinished, fail, impl_stream_traits, now_unix, parse_payload};
 use crate::tokens::wants_max_completion_tokens;
 
 const NOT_CARRIED: &str = "not carried by the translation";
@@ -600,28 +600,17 @@ impl StreamParser {
 
     /// Consume bytes of the SSE stream.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        for ev in self.sse.feed(bytes) {
-            self.on_data(&ev.data, &mut out);
-        }
-        out
+        each_data(self.sse.feed(bytes), |data, out| self.on_data(data, out))
     }
 
     /// The upstream closed.
     pub fn finish(&mut self) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        for ev in self.sse.finish() {
-            self.on_data(&ev.data, &mut out);
+        let mut out = each_data(self.sse.finish(), |data, out| self.on_data(data, out));
+        if !self.done && self.finished {
+            // Some servers omit `[DONE]`; a finish_reason was seen, so the answer is whole.
+            self.complete(&mut out);
         }
-        if !self.done {
-            if self.finished {
-                // Some servers omit `[DONE]`; a finish_reason was seen, so the answer is whole.
-                self.complete(&mut out);
-            } else {
-                self.done = true;
-                out.push(StreamEvent::Error { kind: ErrorKind::Api, message: "upstream stream ended before finish_reason".into() });
-            }
-        }
+        end_unfinished(&mut self.done, "finish_reason", &mut out);
         out
     }
 
@@ -647,20 +636,12 @@ impl StreamParser {
             self.complete(out);
             return;
         }
-        let chunk: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
-            Err(e) => {
-                self.done = true;
-                out.push(StreamEvent::Error { kind: ErrorKind::Api, message: format!("unreadable stream chunk from upstream: {e}") });
-                return;
-            }
+        let Some(chunk) = parse_payload(data, "chunk", &mut self.done, out) else {
+            return;
         };
         if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
-            self.done = true;
-            out.push(StreamEvent::Error {
-                kind: ErrorKind::from_openai(err.get("type").and_then(Value::as_str), err.get("code").and_then(Value::as_str)),
-                message: j::str_at(err, "message").to_owned(),
-            });
+            let kind = ErrorKind::from_openai(err.get("type").and_then(Value::as_str), err.get("code").and_then(Value::as_str));
+            fail(&mut self.done, out, kind, j::str_at(err, "message").to_owned());
             return;
         }
         if !self.started {
@@ -721,15 +702,6 @@ impl StreamParser {
                 out.push(StreamEvent::ToolArgsDelta { index, fragment: fragment.to_owned() });
             }
         }
-    }
-}
-
-impl StreamDecode for StreamParser {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<StreamEvent> {
-        StreamParser::feed(self, bytes)
-    }
-    fn finish(&mut self) -> Vec<StreamEvent> {
-        StreamParser::finish(self)
     }
 }
 
@@ -841,14 +813,4 @@ impl StreamWriter {
     }
 }
 
-impl StreamEncode for StreamWriter {
-    fn write(&mut self, event: &StreamEvent) -> Vec<u8> {
-        StreamWriter::write(self, event)
-    }
-    fn finish(&mut self) -> Vec<u8> {
-        StreamWriter::finish(self)
-    }
-    fn dropped(&self) -> &[Dropped] {
-        &self.dropped
-    }
-}
+impl_stream_traits!(StreamParser, StreamWriter);

@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::sse::{SseDecoder, encode};
 use crate::store::ResponseStore;
-use crate::stream::{StreamDecode, StreamEncode, StreamOptions, now_unix};
+use crate::stream::{StreamOptions, each_data, end_unfinished, fail, impl_stream_traits, now_unix, parse_payload};
 use crate::{Format, put_extra};
 
 const NOT_CARRIED: &str = "not carried by the translation";
@@ -618,23 +618,13 @@ impl StreamParser {
 
     /// Consume bytes of the SSE stream.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        for ev in self.sse.feed(bytes) {
-            self.on_data(&ev.data, &mut out);
-        }
-        out
+        each_data(self.sse.feed(bytes), |data, out| self.on_data(data, out))
     }
 
     /// The upstream closed.
     pub fn finish(&mut self) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        for ev in self.sse.finish() {
-            self.on_data(&ev.data, &mut out);
-        }
-        if !self.done {
-            self.done = true;
-            out.push(StreamEvent::Error { kind: ErrorKind::Api, message: "upstream stream ended before response.completed".into() });
-        }
+        let mut out = each_data(self.sse.finish(), |data, out| self.on_data(data, out));
+        end_unfinished(&mut self.done, "response.completed", &mut out);
         out
     }
 
@@ -670,13 +660,8 @@ impl StreamParser {
         if self.done {
             return;
         }
-        let ev: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
-            Err(e) => {
-                self.done = true;
-                out.push(StreamEvent::Error { kind: ErrorKind::Api, message: format!("unreadable stream event from upstream: {e}") });
-                return;
-            }
+        let Some(ev) = parse_payload(data, "event", &mut self.done, out) else {
+            return;
         };
         let output_index = ev.get("output_index").and_then(Value::as_u64).unwrap_or(0);
         let content_index = ev.get("content_index").and_then(Value::as_u64).unwrap_or(0);
@@ -767,31 +752,24 @@ impl StreamParser {
                 out.push(StreamEvent::MessageStop);
             }
             "response.failed" => {
-                self.done = true;
                 let e = ev.get("response").and_then(|r| r.get("error")).cloned().unwrap_or(Value::Null);
-                out.push(StreamEvent::Error {
-                    kind: ErrorKind::from_openai(None, e.get("code").and_then(Value::as_str)),
-                    message: j::str_at(&e, "message").to_owned(),
-                });
+                fail(
+                    &mut self.done,
+                    out,
+                    ErrorKind::from_openai(None, e.get("code").and_then(Value::as_str)),
+                    j::str_at(&e, "message").to_owned(),
+                );
             }
             "error" => {
-                self.done = true;
-                out.push(StreamEvent::Error {
-                    kind: ErrorKind::from_openai(None, ev.get("code").and_then(Value::as_str)),
-                    message: j::str_at(&ev, "message").to_owned(),
-                });
+                fail(
+                    &mut self.done,
+                    out,
+                    ErrorKind::from_openai(None, ev.get("code").and_then(Value::as_str)),
+                    j::str_at(&ev, "message").to_owned(),
+                );
             }
             _ => {}
         }
-    }
-}
-
-impl StreamDecode for StreamParser {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<StreamEvent> {
-        StreamParser::feed(self, bytes)
-    }
-    fn finish(&mut self) -> Vec<StreamEvent> {
-        StreamParser::finish(self)
     }
 }
 
@@ -1025,14 +1003,4 @@ impl StreamWriter {
     }
 }
 
-impl StreamEncode for StreamWriter {
-    fn write(&mut self, event: &StreamEvent) -> Vec<u8> {
-        StreamWriter::write(self, event)
-    }
-    fn finish(&mut self) -> Vec<u8> {
-        StreamWriter::finish(self)
-    }
-    fn dropped(&self) -> &[Dropped] {
-        &self.dropped
-    }
-}
+impl_stream_traits!(StreamParser, StreamWriter);

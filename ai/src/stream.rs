@@ -2,8 +2,11 @@
 //! objects, writer options, and the block bookkeeping shared by parsers of formats that have
 //! no explicit content blocks (OpenAI Chat, Gemini).
 
-use crate::error::Dropped;
+use serde_json::Value;
+
+use crate::error::{Dropped, ErrorKind};
 use crate::model::{BlockKind, StreamEvent};
+use crate::sse::SseEvent;
 
 /// Turns a provider's SSE bytes into [`StreamEvent`]s.
 pub trait StreamDecode: Send {
@@ -32,6 +35,73 @@ pub struct StreamOptions {
     pub include_usage: bool,
     /// `created` timestamp (Unix seconds) for OpenAI chunks; `None` takes the current time.
     pub created: Option<u64>,
+}
+
+/// Implements [`StreamDecode`] for a format's `StreamParser` and [`StreamEncode`] for its
+/// `StreamWriter` by their inherent methods, so each format module exposes one set of methods
+/// and the trait objects cannot drift from them. The writer keeps its losses in `dropped`.
+macro_rules! impl_stream_traits {
+    ($parser:ty, $writer:ty) => {
+        impl $crate::stream::StreamDecode for $parser {
+            fn feed(&mut self, bytes: &[u8]) -> Vec<$crate::model::StreamEvent> {
+                <$parser>::feed(self, bytes)
+            }
+            fn finish(&mut self) -> Vec<$crate::model::StreamEvent> {
+                <$parser>::finish(self)
+            }
+        }
+
+        impl $crate::stream::StreamEncode for $writer {
+            fn write(&mut self, event: &$crate::model::StreamEvent) -> Vec<u8> {
+                <$writer>::write(self, event)
+            }
+            fn finish(&mut self) -> Vec<u8> {
+                <$writer>::finish(self)
+            }
+            fn dropped(&self) -> &[$crate::error::Dropped] {
+                &self.dropped
+            }
+        }
+    };
+}
+pub(crate) use impl_stream_traits;
+
+/// Hands the `data:` payload of each decoded SSE event, in order, to a format's handler and
+/// collects what it emits.
+pub(crate) fn each_data(events: Vec<SseEvent>, mut on_data: impl FnMut(&str, &mut Vec<StreamEvent>)) -> Vec<StreamEvent> {
+    let mut out = Vec::new();
+    for ev in events {
+        on_data(&ev.data, &mut out);
+    }
+    out
+}
+
+/// Ends a stream with an error. Setting `done` makes the parser ignore whatever upstream sends
+/// afterwards, so the error is the last event the client sees.
+pub(crate) fn fail(done: &mut bool, out: &mut Vec<StreamEvent>, kind: ErrorKind, message: String) {
+    *done = true;
+    out.push(StreamEvent::Error { kind, message });
+}
+
+/// Parses one stream payload as JSON. An unreadable payload ends the stream with an
+/// [`ErrorKind::Api`] error naming it as `what` ("event", "chunk"), since nothing after it can
+/// be trusted to line up.
+pub(crate) fn parse_payload(data: &str, what: &str, done: &mut bool, out: &mut Vec<StreamEvent>) -> Option<Value> {
+    match serde_json::from_str(data) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            fail(done, out, ErrorKind::Api, format!("unreadable stream {what} from upstream: {e}"));
+            None
+        }
+    }
+}
+
+/// The upstream closed: unless the stream already ended, report that it stopped before `end`
+/// (the format's last event), so a truncated answer is not mistaken for a whole one.
+pub(crate) fn end_unfinished(done: &mut bool, end: &str, out: &mut Vec<StreamEvent>) {
+    if !*done {
+        fail(done, out, ErrorKind::Api, format!("upstream stream ended before {end}"));
+    }
 }
 
 /// The current Unix time, for `created` fields the provider did not supply.

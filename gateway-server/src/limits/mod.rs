@@ -274,6 +274,22 @@ pub struct NewLimitRule {
     pub enabled: bool,
 }
 
+impl NewLimitRule {
+    /// The store row for this content under `id`; creating and replacing a
+    /// rule write the same columns.
+    fn into_stored(self, id: String, created_at: DateTime<Utc>) -> StoredLimitRule {
+        StoredLimitRule {
+            id,
+            scope: self.scope.as_str().to_owned(),
+            match_value: self.match_value,
+            window: self.window.as_str().to_owned(),
+            max_requests: self.max_requests,
+            enabled: self.enabled,
+            created_at,
+        }
+    }
+}
+
 /// Who and what one request is, for [`Limits::check`].
 #[derive(Debug, Clone, Copy)]
 pub struct LimitInput<'a> {
@@ -604,15 +620,7 @@ impl Limits {
     /// Adds a runtime rule.
     pub async fn create(&self, new: NewLimitRule) -> Result<LimitRule, LimitsError> {
         check_new(&new)?;
-        let row = StoredLimitRule {
-            id: uuid::Uuid::now_v7().to_string(),
-            scope: new.scope.as_str().to_owned(),
-            match_value: new.match_value,
-            window: new.window.as_str().to_owned(),
-            max_requests: new.max_requests,
-            enabled: new.enabled,
-            created_at: crate::store::now(),
-        };
+        let row = new.into_stored(uuid::Uuid::now_v7().to_string(), crate::store::now());
         self.inner.store.insert_limit_rule(&row).await?;
         self.reload().await?;
         runtime_rule(&row)
@@ -623,15 +631,7 @@ impl Limits {
         self.writable(id)?;
         check_new(&new)?;
         let created_at = self.rule(id).and_then(|r| r.created_at).unwrap_or_else(crate::store::now);
-        let row = StoredLimitRule {
-            id: id.to_owned(),
-            scope: new.scope.as_str().to_owned(),
-            match_value: new.match_value,
-            window: new.window.as_str().to_owned(),
-            max_requests: new.max_requests,
-            enabled: new.enabled,
-            created_at,
-        };
+        let row = new.into_stored(id.to_owned(), created_at);
         if !self.inner.store.update_limit_rule(&row).await? {
             return Err(LimitsError::NotFound(id.to_owned()));
         }

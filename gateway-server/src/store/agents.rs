@@ -5,7 +5,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Pool, Store, StoreError};
+use super::{Pool, Store, StoreError, execute};
 
 /// Who besides its owner sees an agent's tools.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -181,37 +181,25 @@ impl Store {
 
     /// Revokes the agent `name`; `false` when no such active agent exists.
     pub async fn revoke_agent(&self, name: &str) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("UPDATE agents SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
-            .bind(super::now())
-            .bind(name)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "UPDATE agents SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL", super::now(), name)?;
         Ok(n > 0)
     }
 
     /// Records that agent `id` was seen at `at`, running `version` when known.
     pub async fn touch_agent(&self, id: &str, at: DateTime<Utc>, version: Option<&str>) -> Result<(), StoreError> {
-        with_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "UPDATE agents SET last_seen_at = $1, last_version = COALESCE($2, last_version) WHERE id = $3",
-        )
-        .bind(at.trunc_subsecs(6))
-        .bind(version)
-        .bind(id)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+            at.trunc_subsecs(6),
+            version,
+            id
+        )?;
         Ok(())
     }
 
     /// Sets who else sees agent `name`'s tools; `false` when absent.
     pub async fn set_agent_sharing(&self, name: &str, sharing: &AgentSharing) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("UPDATE agents SET shared_with = $1 WHERE name = $2")
-            .bind(sharing_json(sharing))
-            .bind(name)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "UPDATE agents SET shared_with = $1 WHERE name = $2", sharing_json(sharing), name)?;
         Ok(n > 0)
     }
 }

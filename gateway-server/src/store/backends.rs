@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, SubsecRound, Utc};
 use rand::RngCore;
 
-use super::{Pool, Store, StoreError};
+use super::{Pool, Store, StoreError, execute};
 use crate::auth::Secret;
 use crate::config::BackendConfig;
 
@@ -180,20 +180,18 @@ impl Store {
     ) -> Result<StoredBackend, StoreError> {
         let text = sealed_json(config, cipher)?;
         let now = super::now();
-        with_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "INSERT INTO backends (name, transport, config, enabled, created_at, updated_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &config.name,
+            config.transport.as_str(),
+            &text,
+            config.enabled,
+            now,
+            now,
+            created_by
         )
-        .bind(&config.name)
-        .bind(config.transport.as_str())
-        .bind(&text)
-        .bind(config.enabled)
-        .bind(now)
-        .bind(now)
-        .bind(created_by)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))
         .map_err(|e| super::map_unique(e, || format!("backend `{}`", config.name)))?;
         Ok(StoredBackend { config: config.clone(), created_at: now, updated_at: now, created_by: created_by.map(str::to_owned) })
     }
@@ -201,27 +199,21 @@ impl Store {
     /// Replaces the stored backend `config.name`; `false` when absent.
     pub async fn update_backend(&self, config: &BackendConfig, cipher: &SecretCipher) -> Result<bool, StoreError> {
         let text = sealed_json(config, cipher)?;
-        let n = with_pool!(self, pool => sqlx::query(
+        let n = execute!(
+            self,
             "UPDATE backends SET transport = $1, config = $2, enabled = $3, updated_at = $4 WHERE name = $5",
-        )
-        .bind(config.transport.as_str())
-        .bind(&text)
-        .bind(config.enabled)
-        .bind(super::now().trunc_subsecs(6))
-        .bind(&config.name)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+            config.transport.as_str(),
+            &text,
+            config.enabled,
+            super::now().trunc_subsecs(6),
+            &config.name
+        )?;
         Ok(n > 0)
     }
 
     /// Deletes the stored backend `name`; `false` when absent.
     pub async fn delete_backend(&self, name: &str) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("DELETE FROM backends WHERE name = $1")
-            .bind(name)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "DELETE FROM backends WHERE name = $1", name)?;
         Ok(n > 0)
     }
 }

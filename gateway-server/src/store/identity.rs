@@ -12,7 +12,7 @@ use std::fmt;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
-use super::{ApiKey, KEY_COLUMNS, KeyRow, Pool, Role, Store, StoreError, map_unique, new_id, now, validate_username};
+use super::{ApiKey, KEY_COLUMNS, KeyRow, Pool, Role, Store, StoreError, execute, map_unique, new_id, now, validate_username};
 
 /// Settings row locked by changes guarded by the last-admin rule.
 const ADMIN_LOCK_SETTING: &str = "identity.admin_lock";
@@ -246,18 +246,16 @@ impl Store {
             has_password: password_hash.is_some(),
             created_at: now(),
         };
-        with_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "INSERT INTO users (id, username, role, password_hash, disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &account.id,
+            &account.username,
+            account.role.as_str(),
+            password_hash,
+            false,
+            account.created_at
         )
-        .bind(&account.id)
-        .bind(&account.username)
-        .bind(account.role.as_str())
-        .bind(password_hash)
-        .bind(false)
-        .bind(account.created_at)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))
         .map_err(|e| map_unique(e, || format!("user `{username}`")))?;
         Ok(account)
     }
@@ -265,28 +263,21 @@ impl Store {
     /// Sets (or, with `None`, removes) a user's password hash; `false` when
     /// no such user exists.
     pub async fn set_password_hash(&self, id: &str, password_hash: Option<&str>) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(password_hash)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "UPDATE users SET password_hash = $1 WHERE id = $2", password_hash, id)?;
         Ok(n > 0)
     }
 
     /// Makes user `id` an enabled admin with this password hash (never
     /// reduces the number of admins, so needs no guard).
     pub async fn make_admin(&self, id: &str, password_hash: &str) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query(
+        let n = execute!(
+            self,
             "UPDATE users SET role = $1, disabled = $2, password_hash = $3 WHERE id = $4",
-        )
-        .bind(Role::Admin.as_str())
-        .bind(false)
-        .bind(password_hash)
-        .bind(id)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+            Role::Admin.as_str(),
+            false,
+            password_hash,
+            id
+        )?;
         Ok(n > 0)
     }
 
@@ -399,16 +390,14 @@ impl Store {
     pub async fn insert_custom_role(&self, name: &str, description: &str, permissions: &[String]) -> Result<CustomRole, StoreError> {
         let role =
             CustomRole { name: name.to_owned(), description: description.to_owned(), permissions: permissions.to_vec(), created_at: now() };
-        with_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "INSERT INTO roles (name, description, permissions, created_at) VALUES ($1, $2, $3, $4)",
+            &role.name,
+            &role.description,
+            permissions_json(&role.permissions),
+            role.created_at
         )
-        .bind(&role.name)
-        .bind(&role.description)
-        .bind(permissions_json(&role.permissions))
-        .bind(role.created_at)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))
         .map_err(|e| map_unique(e, || format!("role `{name}`")))?;
         Ok(role)
     }
@@ -421,13 +410,13 @@ impl Store {
         description: &str,
         permissions: &[String],
     ) -> Result<Option<CustomRole>, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("UPDATE roles SET description = $1, permissions = $2 WHERE name = $3")
-            .bind(description)
-            .bind(permissions_json(permissions))
-            .bind(name)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(
+            self,
+            "UPDATE roles SET description = $1, permissions = $2 WHERE name = $3",
+            description,
+            permissions_json(permissions),
+            name
+        )?;
         if n == 0 {
             return Ok(None);
         }
@@ -436,14 +425,7 @@ impl Store {
 
     /// Deletes a custom role nobody has.
     pub async fn delete_custom_role(&self, name: &str) -> Result<RoleRemoval, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query(
-            "DELETE FROM roles WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE role = $2)",
-        )
-        .bind(name)
-        .bind(name)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "DELETE FROM roles WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE role = $2)", name, name)?;
         if n > 0 {
             return Ok(RoleRemoval::Deleted);
         }
@@ -466,21 +448,19 @@ impl Store {
             ip: new.ip,
             user_agent: new.user_agent,
         };
-        with_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "INSERT INTO console_sessions (id, user_id, token_hash, created_at, last_seen, expires_at, ip, user_agent) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &session.id,
+            &session.user_id,
+            &session.token_hash,
+            session.created_at,
+            session.last_seen,
+            session.expires_at,
+            &session.ip,
+            &session.user_agent
         )
-        .bind(&session.id)
-        .bind(&session.user_id)
-        .bind(&session.token_hash)
-        .bind(session.created_at)
-        .bind(session.last_seen)
-        .bind(session.expires_at)
-        .bind(&session.ip)
-        .bind(&session.user_agent)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))
         .map_err(|e| map_unique(e, || "a console session with this token".to_owned()))?;
         Ok(session)
     }
@@ -514,46 +494,32 @@ impl Store {
 
     /// Records activity on session `id`.
     pub async fn touch_console_session(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        with_pool!(self, pool => sqlx::query("UPDATE console_sessions SET last_seen = $1 WHERE id = $2")
-            .bind(at.trunc_subsecs(6))
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        execute!(self, "UPDATE console_sessions SET last_seen = $1 WHERE id = $2", at.trunc_subsecs(6), id)?;
         Ok(())
     }
 
     /// Ends session `id`; `false` when it did not exist.
     pub async fn delete_console_session(&self, id: &str) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("DELETE FROM console_sessions WHERE id = $1")
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "DELETE FROM console_sessions WHERE id = $1", id)?;
         Ok(n > 0)
     }
 
     /// Ends every session of `user_id` except `keep`; returns how many ended.
     pub async fn delete_console_sessions_of(&self, user_id: &str, keep: Option<&str>) -> Result<u64, StoreError> {
         // No session id is empty, so "" keeps nothing.
-        let n = with_pool!(self, pool => sqlx::query("DELETE FROM console_sessions WHERE user_id = $1 AND id <> $2")
-            .bind(user_id)
-            .bind(keep.unwrap_or(""))
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "DELETE FROM console_sessions WHERE user_id = $1 AND id <> $2", user_id, keep.unwrap_or(""))?;
         Ok(n)
     }
 
     /// Deletes sessions past their absolute lifetime or idle since before
     /// `idle_before`; returns how many.
     pub async fn purge_console_sessions(&self, expired_before: DateTime<Utc>, idle_before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1 OR last_seen < $2")
-            .bind(expired_before.trunc_subsecs(6))
-            .bind(idle_before.trunc_subsecs(6))
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(
+            self,
+            "DELETE FROM console_sessions WHERE expires_at < $1 OR last_seen < $2",
+            expired_before.trunc_subsecs(6),
+            idle_before.trunc_subsecs(6)
+        )?;
         Ok(n)
     }
 
@@ -566,36 +532,25 @@ impl Store {
 
     /// Sets `key` to `value`, replacing any value.
     pub async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        with_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+            key,
+            value
+        )?;
         Ok(())
     }
 
     /// Removes `key`; `false` when it was not set.
     pub async fn delete_setting(&self, key: &str) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("DELETE FROM settings WHERE key = $1")
-            .bind(key)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "DELETE FROM settings WHERE key = $1", key)?;
         Ok(n > 0)
     }
 
     /// Removes `key` only while it still holds `value`: of concurrent callers
     /// exactly one gets `true` (single-use tokens).
     pub async fn take_setting(&self, key: &str, value: &str) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("DELETE FROM settings WHERE key = $1 AND value = $2")
-            .bind(key)
-            .bind(value)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "DELETE FROM settings WHERE key = $1 AND value = $2", key, value)?;
         Ok(n > 0)
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
-use super::{Pool, Store, StoreError};
+use super::{Pool, Store, StoreError, execute};
 
 /// One stored rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,20 +64,18 @@ impl Store {
     /// Stores a new rule (`id` and `created_at` as given).
     pub async fn insert_limit_rule(&self, rule: &StoredLimitRule) -> Result<(), StoreError> {
         let max = max_as_i64(rule.max_requests)?;
-        with_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "INSERT INTO limit_rules (id, scope, match_value, time_window, max_requests, enabled, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &rule.id,
+            &rule.scope,
+            &rule.match_value,
+            &rule.window,
+            max,
+            rule.enabled,
+            rule.created_at.trunc_subsecs(6)
         )
-        .bind(&rule.id)
-        .bind(&rule.scope)
-        .bind(&rule.match_value)
-        .bind(&rule.window)
-        .bind(max)
-        .bind(rule.enabled)
-        .bind(rule.created_at.trunc_subsecs(6))
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))
         .map_err(|e| super::map_unique(e, || format!("limit rule `{}`", rule.id)))?;
         Ok(())
     }
@@ -85,28 +83,22 @@ impl Store {
     /// Replaces rule `rule.id` (keeping its `created_at`); `false` when absent.
     pub async fn update_limit_rule(&self, rule: &StoredLimitRule) -> Result<bool, StoreError> {
         let max = max_as_i64(rule.max_requests)?;
-        let n = with_pool!(self, pool => sqlx::query(
+        let n = execute!(
+            self,
             "UPDATE limit_rules SET scope = $1, match_value = $2, time_window = $3, max_requests = $4, enabled = $5 WHERE id = $6",
-        )
-        .bind(&rule.scope)
-        .bind(&rule.match_value)
-        .bind(&rule.window)
-        .bind(max)
-        .bind(rule.enabled)
-        .bind(&rule.id)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+            &rule.scope,
+            &rule.match_value,
+            &rule.window,
+            max,
+            rule.enabled,
+            &rule.id
+        )?;
         Ok(n > 0)
     }
 
     /// Deletes rule `id`; `false` when absent.
     pub async fn delete_limit_rule(&self, id: &str) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("DELETE FROM limit_rules WHERE id = $1")
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "DELETE FROM limit_rules WHERE id = $1", id)?;
         Ok(n > 0)
     }
 }

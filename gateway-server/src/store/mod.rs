@@ -554,6 +554,17 @@ impl Store {
     }
 }
 
+/// Runs one statement with its binds, in order, on whichever database the
+/// store has, and returns how many rows it affected (callers that only need
+/// to know whether anything matched compare it with zero).
+macro_rules! execute {
+    ($store:expr, $sql:expr $(, $bind:expr)* $(,)?) => {
+        with_pool!($store, pool => sqlx::query($sql)$(.bind($bind))*.execute(pool).await.map(|r| r.rows_affected()))
+    };
+}
+// A path import lets the area modules, declared above, reach it.
+pub(crate) use execute;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Pool, Store, StoreError, map_unique, new_id, now};
+use super::{Pool, Store, StoreError, execute, map_unique, new_id, now};
 use crate::policy::{Effect, RuleSpec};
 use crate::registry::Risk;
 
@@ -131,6 +131,25 @@ impl TryFrom<VisibilityRow> for BackendVisibility {
     }
 }
 
+/// Binds a rule's settings and conditions (`name` through `risks`) in the
+/// column order both the insert and the update list them in.
+macro_rules! bind_spec {
+    ($q:expr, $spec:expr) => {
+        $q.bind(&$spec.name)
+            .bind(&$spec.description)
+            .bind($spec.effect.as_str())
+            .bind($spec.enabled)
+            .bind(encode_list(&$spec.roles))
+            .bind(encode_list(&$spec.users))
+            .bind(encode_list(&$spec.keys))
+            .bind(encode_list(&$spec.agents))
+            .bind(encode_list(&$spec.client_apps))
+            .bind(encode_list(&$spec.backends))
+            .bind(encode_list(&$spec.tools))
+            .bind(encode_list(&$spec.risks))
+    };
+}
+
 /// Where a rule goes in an ordered list of `len` ids: a 1-based `position`,
 /// clamped to the end; `None` appends.
 fn slot(position: Option<i64>, len: usize) -> usize {
@@ -173,21 +192,7 @@ impl Store {
             let len = usize::try_from(count).unwrap_or(0);
             let place = i64::try_from(slot(position, len)).unwrap_or(i64::MAX - 1) + 1;
             sqlx::query("UPDATE policy_rules SET position = position + 1 WHERE position >= $1").bind(place).execute(&mut *tx).await?;
-            sqlx::query(&insert)
-                .bind(&id)
-                .bind(place)
-                .bind(&spec.name)
-                .bind(&spec.description)
-                .bind(spec.effect.as_str())
-                .bind(spec.enabled)
-                .bind(encode_list(&spec.roles))
-                .bind(encode_list(&spec.users))
-                .bind(encode_list(&spec.keys))
-                .bind(encode_list(&spec.agents))
-                .bind(encode_list(&spec.client_apps))
-                .bind(encode_list(&spec.backends))
-                .bind(encode_list(&spec.tools))
-                .bind(encode_list(&spec.risks))
+            bind_spec!(sqlx::query(&insert).bind(&id).bind(place), spec)
                 .bind(at)
                 .bind(at)
                 .execute(&mut *tx)
@@ -204,22 +209,13 @@ impl Store {
     pub async fn policy_rule_update(&self, id: &str, spec: &RuleSpec, position: Option<i64>) -> Result<Option<PolicyRule>, StoreError> {
         let found = with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE policy_rules SET name = $1, description = $2, effect = $3, enabled = $4, roles = $5, users = $6, keys = $7, \
-                 agents = $8, client_apps = $9, backends = $10, tools = $11, risks = $12, updated_at = $13 WHERE id = $14",
+            let n = bind_spec!(
+                sqlx::query(
+                    "UPDATE policy_rules SET name = $1, description = $2, effect = $3, enabled = $4, roles = $5, users = $6, keys = $7, \
+                     agents = $8, client_apps = $9, backends = $10, tools = $11, risks = $12, updated_at = $13 WHERE id = $14",
+                ),
+                spec
             )
-            .bind(&spec.name)
-            .bind(&spec.description)
-            .bind(spec.effect.as_str())
-            .bind(spec.enabled)
-            .bind(encode_list(&spec.roles))
-            .bind(encode_list(&spec.users))
-            .bind(encode_list(&spec.keys))
-            .bind(encode_list(&spec.agents))
-            .bind(encode_list(&spec.client_apps))
-            .bind(encode_list(&spec.backends))
-            .bind(encode_list(&spec.tools))
-            .bind(encode_list(&spec.risks))
             .bind(now())
             .bind(id)
             .execute(&mut *tx)
@@ -331,27 +327,21 @@ impl Store {
     /// Restricts `backend` to these roles and users (replacing any earlier restriction).
     pub async fn set_backend_visibility(&self, backend: &str, roles: &[String], users: &[String]) -> Result<BackendVisibility, StoreError> {
         let v = BackendVisibility { backend: backend.to_owned(), roles: roles.to_vec(), users: users.to_vec(), updated_at: now() };
-        with_pool!(self, pool => sqlx::query(
+        execute!(
+            self,
             "INSERT INTO backend_visibility (backend, roles, users, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (backend) DO UPDATE SET roles = excluded.roles, users = excluded.users, updated_at = excluded.updated_at",
-        )
-        .bind(&v.backend)
-        .bind(encode_list(&v.roles))
-        .bind(encode_list(&v.users))
-        .bind(v.updated_at)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+            &v.backend,
+            encode_list(&v.roles),
+            encode_list(&v.users),
+            v.updated_at
+        )?;
         Ok(v)
     }
 
     /// Makes `backend` visible to everyone again; `false` when it was already.
     pub async fn clear_backend_visibility(&self, backend: &str) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("DELETE FROM backend_visibility WHERE backend = $1")
-            .bind(backend)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "DELETE FROM backend_visibility WHERE backend = $1", backend)?;
         Ok(n > 0)
     }
 }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Pool, Store, StoreError, map_unique};
+use super::{Pool, Store, StoreError, execute, map_unique};
 use crate::registry::{Risk, ToolStatus};
 
 /// One row of `tools`: a tool of a backend with its pinned definition.
@@ -230,23 +230,13 @@ impl Store {
 
     /// Sets the admin's enabled flag; `false` when no such tool exists.
     pub async fn tool_set_enabled(&self, id: &str, enabled: bool) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("UPDATE tools SET enabled = $1 WHERE id = $2")
-            .bind(enabled)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "UPDATE tools SET enabled = $1 WHERE id = $2", enabled, id)?;
         Ok(n > 0)
     }
 
     /// Sets or clears the admin's risk override; `false` when no such tool exists.
     pub async fn tool_set_risk_override(&self, id: &str, risk: Option<Risk>) -> Result<bool, StoreError> {
-        let n = with_pool!(self, pool => sqlx::query("UPDATE tools SET risk_override = $1 WHERE id = $2")
-            .bind(risk.map(Risk::as_str))
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = execute!(self, "UPDATE tools SET risk_override = $1 WHERE id = $2", risk.map(Risk::as_str), id)?;
         Ok(n > 0)
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use gateway_server::audit::{Audit, AuditConfig, AuditEvent, Decision, EventKind, EventStatus, Problem, chain};
-use gateway_server::store::{AuditFilter, NewApiKey, Role, Store, UsageBucket, UsageGroupBy, UsageQuery};
+use gateway_server::store::{AuditFilter, Role, Store, UsageBucket, UsageGroupBy, UsageQuery};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -488,24 +488,7 @@ async fn filters_paging_and_usage(store: Store, _url: String) {
 
 /// A user with `role` and an API key, made through the store.
 async fn user_key(hub: &TestHub, name: &str, role: Role) -> String {
-    use gateway_server::auth::keys;
-    let key = keys::generate_api_key();
-    let secret = gateway_server::auth::load_secret(&hub.state.config.auth, &hub.state.store).await.unwrap();
-    let user = hub.state.store.create_user(name, role).await.unwrap();
-    hub.state
-        .store
-        .insert_api_key(NewApiKey {
-            user_id: user.id,
-            name: "test".into(),
-            prefix: keys::key_prefix(&key),
-            key_hash: keys::hash_key(&secret, &key),
-            surfaces: vec![],
-            tools: vec![],
-            expires_at: None,
-        })
-        .await
-        .unwrap();
-    key
+    crate::backends_api::key_with_role(&hub.state, name, role).await
 }
 
 async fn get(hub: &TestHub, key: &str, path: &str) -> (u16, String, String) {

@@ -14,15 +14,9 @@ fn api(hub: &TestHub, path: &str) -> String {
     format!("{}/api/v1{path}", hub.base)
 }
 
+/// Sends `method path` with the hub's admin key; returns status and JSON.
 async fn send(hub: &TestHub, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, api(hub, path)).bearer_auth(&hub.key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    crate::backends_api::call(hub, &hub.key, method, path, body).await
 }
 
 fn user<'a>(name: &'a str, key: Option<&'a str>, tool: Option<&'a str>) -> LimitInput<'a> {

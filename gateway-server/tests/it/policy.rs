@@ -276,14 +276,7 @@ async fn visibility_rows(store: Store, _url: String) {
 /// Sends `method path` with `key` and an optional JSON body; returns status and JSON.
 async fn api(hub: &TestHub, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = reqwest::Client::new().request(method, format!("{}/api/v1{path}", hub.base)).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("hub answers");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    crate::backends_api::call(hub, key, method, path, body).await
 }
 
 /// A developer `dave` with a key.
