@@ -156,6 +156,7 @@ pub struct Config {
     pub policy: crate::policy::PolicyConfig,
     pub limits: crate::limits::LimitsConfig,
     pub metrics: crate::metrics::MetricsConfig,
+    pub agents: crate::agents::AgentsConfig,
 }
 
 /// `[server]`: the listening socket and what the front door accepts.
@@ -804,6 +805,7 @@ fn apply_env(config: &mut Config, env: &dyn EnvSource) -> Result<BTreeSet<String
     config.policy.apply_env(&mut l)?;
     config.limits.apply_env(&mut l)?;
     config.metrics.apply_env(&mut l)?;
+    config.agents.apply_env(&mut l)?;
     Ok(l.applied)
 }
 
@@ -836,6 +838,7 @@ impl Config {
         {
             *file = base.join(&*file);
         }
+        self.agents.resolve_paths(base);
         for backend in &mut self.backends {
             if let Some(cwd) = &mut backend.cwd
                 && cwd.is_relative()
@@ -880,7 +883,8 @@ impl Config {
         self.audit.validate()?;
         self.policy.validate()?;
         self.limits.validate()?;
-        self.metrics.validate()
+        self.metrics.validate()?;
+        self.agents.validate()
     }
 
     fn validate_server(&self) -> Result<(), ConfigError> {
@@ -1186,6 +1190,7 @@ mod tests {
         config.auth.anonymous_user = Some("a".into());
         config.metrics.bearer_token = Some("t".into());
         config.metrics.bearer_token_file = Some(PathBuf::from("t"));
+        config.agents.releases_dir = Some(PathBuf::from("r"));
         let value = toml::Value::try_from(&config).unwrap();
         let table = value.as_table().unwrap();
         let mut expected = BTreeSet::new();

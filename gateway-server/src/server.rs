@@ -64,12 +64,14 @@ impl AppState {
         let policy = crate::policy::Policies::start(&config, &store).await.context("policy")?;
         let registry = crate::registry::ToolRegistry::start(&config, &store).await.context("tool registry")?;
         let limits = crate::limits::Limits::start(&config, &store).await.context("limits")?.with_metrics(metrics.clone());
+        let agents = crate::agents::AgentRegistry::new();
         let gate = Arc::new(Gate {
             policy: policy.clone(),
             registry: registry.clone(),
             limits: limits.clone(),
             audit: audit.clone(),
             metrics: metrics.clone(),
+            agents: agents.clone(),
         });
         let hub = Hub::new(
             HubSettings {
@@ -122,7 +124,7 @@ impl AppState {
             registry,
             limits,
             metrics,
-            agents: crate::agents::AgentRegistry::new(),
+            agents,
         })
     }
 }
@@ -135,6 +137,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::mcp::legacy::routes())
         .merge(crate::admin::routes().layer(axum::middleware::from_fn_with_state(state.clone(), crate::admin::changes::record_changes)))
         .merge(crate::admin::session::pages())
+        .merge(crate::agents::tunnel::routes())
+        .merge(crate::agents::releases::routes())
+        .merge(crate::agents::install::routes())
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(crate::metrics::serve))
@@ -194,6 +199,18 @@ pub async fn serve_on(listener: TcpListener, state: AppState, shutdown: Cancella
     let hub = state.hub.clone();
     let audit = state.audit.clone();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    // Agents hear first, so they come back (here or elsewhere) instead of
+    // holding the graceful shutdown open.
+    let agents = state.agents.clone();
+    let drain_ms = state.config.agents.drain_reconnect_after_ms;
+    let drain = shutdown.clone();
+    tokio::spawn(async move {
+        drain.cancelled().await;
+        let n = agents.end_all(crate::agents::EndReason::Drain(drain_ms));
+        if n > 0 {
+            tracing::info!(agents = n, "told the connected agents to reconnect later");
+        }
+    });
     let app = router(state);
     let stop = shutdown.clone();
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -60,6 +60,13 @@ pub fn fixture_bin() -> PathBuf {
     workspace_bin("gatehouse-fixture")
 }
 
+/// The path of the built `gateway-agent` binary (the agent crate's, found in
+/// the same target directory: `cargo build -p gateway-agent` builds it, and
+/// the hub's test command builds it before the tests run).
+pub fn agent_bin() -> PathBuf {
+    workspace_bin("gateway-agent")
+}
+
 /// True when the third-party peers are installed. When they are not, prints a
 /// loud skip notice naming `test` and returns false — or panics when
 /// `GATEHOUSE_REQUIRE_PEERS=1` says they must be there (the test command sets it).

@@ -211,6 +211,8 @@ async fn revoke_agent(
     if !st.store.revoke_agent(&name).await? {
         return Err(ApiError::NotFound(format!("no active agent `{name}`")));
     }
+    // A live tunnel ends now, with a final `revoked` error the agent does not retry.
+    st.agents.end(&name, crate::agents::EndReason::Revoked);
     st.agents.set_online(&name, false);
     tracing::info!(actor = %ctx.username, agent = %name, "agent revoked");
     Ok(StatusCode::NO_CONTENT)
@@ -250,5 +252,8 @@ async fn set_sharing(
     }
     tracing::info!(actor = %ctx.username, agent = %name, users = sharing.users.len(), roles = sharing.roles.len(), "agent sharing changed");
     let agent = st.store.agent_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("no agent `{name}`")))?;
+    // A connected agent's servers are seen by the new audience at once.
+    st.agents.set_sharing(&agent.name, &agent.user_id, &agent.shared_with);
+    st.hub.notify_list_changed_all();
     Ok(Json(info(&st, agent)))
 }

@@ -4,7 +4,9 @@
 //! The same decision serves both places it is needed, so a list never shows a
 //! tool that a call would refuse (and the other way round):
 //!
-//! 1. backend visibility (an invisible backend's tools do not exist for the caller),
+//! 1. backend visibility (an invisible backend's tools do not exist for the
+//!    caller; an agent's servers exist only for its owner and those it is
+//!    shared with, see [`AgentRegistry::visible_to`]),
 //! 2. the tool registry (disabled by an admin, or held because its definition changed),
 //! 3. the API key's tool allowlist (a key can only narrow what its user may do),
 //! 4. the policy rules.
@@ -18,6 +20,7 @@ use gatehouse_proto::ErrorObject;
 use gatehouse_proto::mcp::code;
 use serde_json::{Map, Value, json};
 
+use crate::agents::AgentRegistry;
 use crate::audit::{Audit, AuditEvent, Decision, EventKind, EventStatus};
 use crate::auth::Principal;
 use crate::limits::{LimitInput, Limits};
@@ -32,6 +35,8 @@ pub struct Gate {
     pub limits: Limits,
     pub audit: Audit,
     pub metrics: Metrics,
+    /// The connected agents: who owns and who may see their servers.
+    pub agents: AgentRegistry,
 }
 
 impl std::fmt::Debug for Gate {
@@ -76,7 +81,11 @@ fn refused(message: String, reason: &str) -> Refusal {
 impl Gate {
     /// Whether backend `backend` exists for this caller.
     pub fn backend_visible(&self, who: Asker<'_>, backend: &str) -> bool {
-        self.policy.backend_visible(&who.principal.username, &who.principal.role, backend)
+        let p = who.principal;
+        if self.agents.visible_to(backend, &p.user_id, &p.username, &p.role) == Some(false) {
+            return false;
+        }
+        self.policy.backend_visible(&p.username, &p.role, backend)
     }
 
     /// The decision for tool `tool` of `backend`, exposed to the client as
@@ -117,13 +126,14 @@ impl Gate {
             (None, Some(d)) => assess_risk(d),
             (None, None) => Risk::Medium,
         };
+        let agent = self.agents.agent_of(backend);
         let decision = self.policy.evaluate(&PolicyInput {
             user_id: &p.user_id,
             username: &p.username,
             role: &p.role,
             key_id: (!p.key_id.is_empty()).then_some(p.key_id.as_str()),
             key_name: Some(p.key_name.as_str()),
-            agent: None,
+            agent: agent.as_deref(),
             client_app: who.client_app,
             backend,
             tool,

@@ -58,6 +58,8 @@ pub struct HubSettings {
 pub struct Backend {
     pub name: Arc<str>,
     pub upstream: Upstream,
+    /// The agent this backend is a local server of, for agent backends.
+    pub agent: Option<Arc<str>>,
     catalog: RwLock<Arc<BackendCatalog>>,
     refresh: Notify,
 }
@@ -69,6 +71,11 @@ impl Backend {
 
     pub fn catalog(&self) -> Arc<BackendCatalog> {
         self.catalog.read().clone()
+    }
+
+    /// Asks for the backend's lists to be fetched again (coalesced with other requests).
+    pub fn request_refresh(&self) {
+        self.refresh.notify_one();
     }
 }
 
@@ -151,12 +158,52 @@ impl Hub {
         let (tx, rx) = mpsc::channel(256);
         let name: Arc<str> = Arc::from(spec.name.as_str());
         let upstream = Upstream::start(spec, self.identity.clone(), tx);
-        let backend = Arc::new(Backend { name: name.clone(), upstream, catalog: RwLock::default(), refresh: Notify::new() });
+        let backend = Arc::new(Backend { name: name.clone(), upstream, agent: None, catalog: RwLock::default(), refresh: Notify::new() });
         if let Some(old) = self.backends.write().insert(name, backend.clone()) {
             tokio::spawn(async move { old.upstream.shutdown().await });
         }
         self.spawn_backend_tasks(&backend, rx);
         backend
+    }
+
+    /// Starts a local server of agent `agent` as a backend, unless a backend
+    /// of that name exists already: that one is returned in `Err`, untouched.
+    pub fn add_agent_backend(self: &Arc<Self>, spec: UpstreamSpec, agent: Arc<str>) -> Result<Arc<Backend>, Arc<Backend>> {
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        let (backend, rx) = {
+            let mut backends = self.backends.write();
+            if let Some(existing) = backends.get(&name) {
+                return Err(existing.clone());
+            }
+            let (tx, rx) = mpsc::channel(256);
+            let upstream = Upstream::start(spec, self.identity.clone(), tx);
+            let backend =
+                Arc::new(Backend { name: name.clone(), upstream, agent: Some(agent), catalog: RwLock::default(), refresh: Notify::new() });
+            backends.insert(name, backend.clone());
+            (backend, rx)
+        };
+        self.spawn_backend_tasks(&backend, rx);
+        Ok(backend)
+    }
+
+    /// Removes exactly `backend` (not a later backend of the same name): its
+    /// tools leave the catalog at once, `list_changed` fans out, and its
+    /// connection shuts down in the background. `false` when it was gone.
+    pub fn detach_backend(&self, backend: &Arc<Backend>) -> bool {
+        {
+            let mut backends = self.backends.write();
+            match backends.get(&backend.name) {
+                Some(cur) if Arc::ptr_eq(cur, backend) => {
+                    backends.remove(&backend.name);
+                }
+                _ => return false,
+            }
+        }
+        self.rebuild_catalog();
+        self.notify_list_changed_all();
+        let b = backend.clone();
+        tokio::spawn(async move { b.upstream.shutdown().await });
+        true
     }
 
     /// Stops and removes a backend.
@@ -269,7 +316,7 @@ impl Hub {
         tracing::info!(backend = %b.name, tools = next.tools.len(), prompts = next.prompts.len(), resources = next.resources.len(), "backend catalog loaded");
         // The registry learns every tool (risk, pinned definition) before the
         // catalog offers it, so a held tool is never listed even briefly.
-        if let Err(e) = self.gate.registry.sync_backend(&b.name, None, &next.tools).await {
+        if let Err(e) = self.gate.registry.sync_backend(&b.name, b.agent.as_deref(), &next.tools).await {
             tracing::warn!(backend = %b.name, error = %e, "could not record the backend's tools in the registry");
         }
         *b.catalog.write() = Arc::new(next);
@@ -310,7 +357,8 @@ impl Hub {
         *self.catalog.write() = Arc::new(cat);
     }
 
-    fn notify_list_changed_all(&self) {
+    /// Tells every aggregate session that every list may have changed.
+    pub fn notify_list_changed_all(&self) {
         for m in [method::TOOLS_LIST_CHANGED, method::PROMPTS_LIST_CHANGED, method::RESOURCES_LIST_CHANGED] {
             self.broadcast(|s| s.scope == Scope::Aggregate, &Notification::new(m, None));
         }
