@@ -329,6 +329,8 @@ pub struct RuleRef {
 
 /// The outcome of evaluating the rules for one call.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+// The audit log has a `Decision` (allow/deny) of its own: one schema name each.
+#[schema(as = PolicyDecision)]
 pub struct Decision {
     pub allowed: bool,
     /// The rule that decided; `null` for a default decision.
