@@ -478,15 +478,76 @@ impl BackendConfig {
     }
 }
 
-/// `[ai]`: AI API providers.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// `[ai]`: the AI API proxy: providers, model registrations and prices, budgets, resilience.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AiConfig {
     pub providers: Vec<ProviderConfig>,
+    /// Explicit model registrations (several entries with one name are several deployments).
+    pub models: Vec<crate::ai::router::ModelConfig>,
+    /// Spending and token budgets.
+    pub budgets: Vec<crate::ai::budgets::BudgetConfig>,
+    /// Replace e-mail addresses, phone numbers, card numbers, IBANs and US SSNs in what is
+    /// sent to providers by placeholders, restored in the answers.
+    pub redact_pii: bool,
+    /// Longest wait for a TCP/TLS connection to a provider, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for a provider's first byte (headers, then the first stream chunk), in seconds.
+    pub first_byte_timeout_secs: u64,
+    /// Longest a whole provider call may take, in seconds.
+    pub total_timeout_secs: u64,
+    /// Retries after the first try, on 429, 5xx and connection errors, across deployments.
+    pub max_retries: u32,
+    /// First retry backoff in milliseconds; doubles per retry.
+    pub retry_base_ms: u64,
+    /// Longest backoff (and longest `Retry-After` honoured) in milliseconds.
+    pub retry_max_ms: u64,
+    /// Consecutive failures that open a deployment's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses calls before one probe is let through, in seconds.
+    pub breaker_cooldown_secs: u64,
+    /// Responses kept in memory for `previous_response_id` (older ones are read from the store).
+    pub response_cache: usize,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        Self {
+            providers: Vec::new(),
+            models: Vec::new(),
+            budgets: Vec::new(),
+            redact_pii: false,
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_secs: 120,
+            total_timeout_secs: 600,
+            max_retries: 2,
+            retry_base_ms: 200,
+            retry_max_ms: 10_000,
+            breaker_failures: 5,
+            breaker_cooldown_secs: 30,
+            response_cache: 10_000,
+        }
+    }
+}
+
+impl AiConfig {
+    pub(crate) fn apply_env(&mut self, l: &mut EnvLayer<'_>) -> Result<(), ConfigError> {
+        l.flag("ai.redact_pii", &mut self.redact_pii)?;
+        l.number("ai.connect_timeout_ms", &mut self.connect_timeout_ms)?;
+        l.number("ai.first_byte_timeout_secs", &mut self.first_byte_timeout_secs)?;
+        l.number("ai.total_timeout_secs", &mut self.total_timeout_secs)?;
+        l.number("ai.max_retries", &mut self.max_retries)?;
+        l.number("ai.retry_base_ms", &mut self.retry_base_ms)?;
+        l.number("ai.retry_max_ms", &mut self.retry_max_ms)?;
+        l.number("ai.breaker_failures", &mut self.breaker_failures)?;
+        l.number("ai.breaker_cooldown_secs", &mut self.breaker_cooldown_secs)?;
+        l.number("ai.response_cache", &mut self.response_cache)?;
+        Ok(())
+    }
 }
 
 /// Which API dialect a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
 pub enum ProviderKind {
     #[serde(rename = "openai")]
     OpenAi,
@@ -502,8 +563,22 @@ pub enum ProviderKind {
     OpenAiCompatible,
 }
 
+impl ProviderKind {
+    /// The name used in config and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::Azure => "azure",
+            Self::Bedrock => "bedrock",
+            Self::OpenAiCompatible => "openai_compatible",
+        }
+    }
+}
+
 /// One `[[ai.providers]]` entry.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Unique name.
@@ -511,12 +586,19 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// API base URL, e.g. `https://api.openai.com`.
     pub base_url: String,
-    /// Name of the environment variable holding the API key (never the key).
+    /// Name of the environment variable holding the API key (never the key). For `bedrock`
+    /// the variable holds `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`.
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// Model name globs routed to this provider.
     #[serde(default)]
     pub models: Vec<String>,
+    /// `azure`: the `api-version` query parameter (default `2024-10-21`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// `bedrock`: the AWS region (default `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// `[log]`: diagnostics output (always stderr).
@@ -806,6 +888,7 @@ fn apply_env(config: &mut Config, env: &dyn EnvSource) -> Result<BTreeSet<String
     config.limits.apply_env(&mut l)?;
     config.metrics.apply_env(&mut l)?;
     config.agents.apply_env(&mut l)?;
+    config.ai.apply_env(&mut l)?;
     Ok(l.applied)
 }
 
@@ -878,6 +961,7 @@ impl Config {
                 ));
             }
         }
+        crate::ai::validate_config(&self.ai)?;
         validate_log(&self.log)?;
         self.console.validate()?;
         self.audit.validate()?;
@@ -1080,6 +1164,11 @@ fn is_valid_child_env_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['=', '\0'])
 }
 
+/// Checks one provider entry given through the admin API (keys named `ai.providers[0].…`).
+pub fn validate_provider_entry(p: &ProviderConfig) -> Result<(), ConfigError> {
+    validate_provider(0, p)
+}
+
 fn validate_provider(i: usize, p: &ProviderConfig) -> Result<(), ConfigError> {
     let key = |field: &str| format!("ai.providers[{i}].{field}");
     if !is_valid_backend_name(&p.name) {
@@ -1196,10 +1285,10 @@ mod tests {
         let mut expected = BTreeSet::new();
         for (section, content) in table {
             if let toml::Value::Table(keys) = content {
-                if section == "ai" {
-                    continue; // arrays of tables only
-                }
                 for key in keys.keys() {
+                    if section == "ai" && ["providers", "models", "budgets"].contains(&key.as_str()) {
+                        continue; // arrays of tables have no variable
+                    }
                     expected.insert(env_var_name(&format!("{section}.{key}")));
                 }
             }

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod ai;
 pub mod audit;
 pub mod auth;
 pub mod commands;

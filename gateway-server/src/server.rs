@@ -46,6 +46,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Which agents are connected now.
     pub agents: crate::agents::AgentRegistry,
+    /// The AI API proxy.
+    pub ai: crate::ai::Ai,
 }
 
 impl AppState {
@@ -94,6 +96,7 @@ impl AppState {
             }
             hub.add_backend(b.config.to_upstream_spec(default_timeout));
         }
+        let ai = crate::ai::Ai::start(&config.ai, &store, crate::store::SecretCipher::new(auth.secret())).await.context("ai")?;
         let anonymous = match &config.auth.anonymous_user {
             Some(name) => {
                 let user =
@@ -125,6 +128,7 @@ impl AppState {
             limits,
             metrics,
             agents,
+            ai,
         })
     }
 }
@@ -135,6 +139,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::mcp::http::routes())
         .merge(crate::mcp::legacy::routes())
+        .merge(crate::ai::routes::routes())
         .merge(crate::admin::routes().layer(axum::middleware::from_fn_with_state(state.clone(), crate::admin::changes::record_changes)))
         .merge(crate::admin::session::pages())
         .merge(crate::agents::tunnel::routes())

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod conformance;
 pub mod fixture;
+pub mod mock_ai;
 pub mod paths;
 pub mod process;
 

@@ -8,6 +8,7 @@
 //! generated from the code that serves it.
 
 pub mod agents;
+pub mod ai;
 pub mod audit;
 pub mod backends;
 pub mod changes;
@@ -287,6 +288,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(limits::routes())
         .merge(usage::routes())
+        .merge(ai::routes())
 }
 
 /// The OpenAPI document of the admin API.

@@ -81,7 +81,7 @@ async fn usage(
     }
     let own_only = !ctx.can(Permission::AuditRead);
     let group_by = p.group_by.unwrap_or_default();
-    let q = UsageQuery { group_by, from, to, bucket: p.bucket, user_id: own_only.then(|| ctx.user_id.clone()) };
+    let q = UsageQuery { group_by, from, to, bucket: p.bucket, user_id: own_only.then(|| ctx.user_id.clone()), ai_only: false };
     let (rows, truncated) = st.store.audit_usage(&q).await?;
     Ok(Json(UsageReport { group_by, bucket: p.bucket, from, to, own_only, rows, truncated }))
 }

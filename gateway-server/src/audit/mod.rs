@@ -221,6 +221,9 @@ name_enum!(
     EventStatus {
         Ok => "ok",
         Error => "error",
+        /// The client went away before the end of a streamed answer (AI proxy).
+        #[serde(rename = "client_abort")]
+        ClientAbort => "client_abort",
     }
 );
 

@@ -27,7 +27,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -74,6 +76,13 @@ pub const METHODS: &[&str] = &[
     "messages/count_tokens",
     "models",
 ];
+
+/// Outcome labels of AI requests.
+pub const AI_STATUSES: &[&str] = &["ok", "error", "client_abort", "rate_limited", "budget_exceeded", "bad_request", "not_found"];
+
+/// Kinds of AI failures.
+pub const AI_ERROR_KINDS: &[&str] =
+    &["connect", "timeout", "status_429", "status_4xx", "status_5xx", "stream_error", "bad_response", "circuit_open", "client_abort"];
 
 /// Outcome labels besides HTTP status codes (`100`–`599`).
 pub const STATUSES: &[&str] =
@@ -213,6 +222,13 @@ struct Inner {
     backend_tools: IntGaugeVec,
     agents_connected: IntGauge,
     sessions_active: IntGauge,
+    ai_requests: IntCounterVec,
+    ai_tokens: IntCounterVec,
+    ai_cost: CounterVec,
+    ai_ttft: HistogramVec,
+    ai_upstream: HistogramVec,
+    ai_errors: IntCounterVec,
+    ai_budget_alerts: IntCounterVec,
     /// Serialises refresh + encode so concurrent scrapes see consistent gauges.
     scrape: Mutex<()>,
 }
@@ -286,6 +302,54 @@ impl Metrics {
         let build_info =
             register(r, IntGaugeVec::new(Opts::new("gatehouse_build_info", "Always 1; the version is a label."), &["version"])?)?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let ai_requests = register(
+            r,
+            IntCounterVec::new(
+                Opts::new("gatehouse_ai_requests_total", "AI proxy requests, by provider, model and outcome."),
+                &["provider", "model", "status"],
+            )?,
+        )?;
+        let ai_tokens = register(
+            r,
+            IntCounterVec::new(
+                Opts::new("gatehouse_ai_tokens_total", "AI tokens, by provider, model and kind (input, output, cache_read, cache_write)."),
+                &["provider", "model", "kind"],
+            )?,
+        )?;
+        let ai_cost = register(
+            r,
+            CounterVec::new(
+                Opts::new("gatehouse_ai_cost_usd_total", "AI spending in USD, by provider and model."),
+                &["provider", "model"],
+            )?,
+        )?;
+        let ai_ttft = register(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new("gatehouse_ai_time_to_first_token_seconds", "Time from request to the first streamed content.")
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                &["provider"],
+            )?,
+        )?;
+        let ai_upstream = register(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new("gatehouse_ai_upstream_seconds", "Duration of provider calls, until the answer ended.")
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                &["provider"],
+            )?,
+        )?;
+        let ai_errors = register(
+            r,
+            IntCounterVec::new(Opts::new("gatehouse_ai_errors_total", "AI proxy failures, by provider and kind."), &["provider", "kind"])?,
+        )?;
+        let ai_budget_alerts = register(
+            r,
+            IntCounterVec::new(Opts::new("gatehouse_ai_budget_alerts_total", "AI budget thresholds crossed, by percent."), &["threshold"])?,
+        )?;
+        for t in ["50", "80", "95", "100"] {
+            ai_budget_alerts.with_label_values(&[t]);
+        }
         // Series of small fixed label sets exist from the start, at 0, so
         // rates and alerts work before the first event.
         for scope in SCOPES {
@@ -311,6 +375,13 @@ impl Metrics {
                 backend_tools,
                 agents_connected,
                 sessions_active,
+                ai_requests,
+                ai_tokens,
+                ai_cost,
+                ai_ttft,
+                ai_upstream,
+                ai_errors,
+                ai_budget_alerts,
                 scrape: Mutex::new(()),
             }),
         })
@@ -329,6 +400,52 @@ impl Metrics {
     /// Counts one failure of kind `kind` (one of [`ERROR_KINDS`], else `other`).
     pub fn error(&self, surface: &str, kind: &str) {
         self.inner.errors.with_label_values(&[bounded(surface, SURFACES), bounded(kind, ERROR_KINDS)]).inc();
+    }
+
+    /// Counts one AI request. `model` must already be bounded (a configured name or `other`).
+    pub fn ai_request(&self, provider: &str, model: &str, status: &str) {
+        self.inner.ai_requests.with_label_values(&[provider, model, bounded(status, AI_STATUSES)]).inc();
+    }
+
+    /// Adds one AI answer's tokens and cost.
+    pub fn ai_usage(&self, provider: &str, model: &str, usage: &gatehouse_ai::Usage, cost_usd: f64) {
+        for (kind, n) in
+            [("input", usage.input), ("output", usage.output), ("cache_read", usage.cache_read), ("cache_write", usage.cache_write)]
+        {
+            if n > 0 {
+                self.inner.ai_tokens.with_label_values(&[provider, model, kind]).inc_by(n);
+            }
+        }
+        if cost_usd > 0.0 && cost_usd.is_finite() {
+            self.inner.ai_cost.with_label_values(&[provider, model]).inc_by(cost_usd);
+        }
+    }
+
+    /// Time to the first streamed content.
+    pub fn ai_ttft(&self, provider: &str, elapsed: Duration) {
+        self.inner.ai_ttft.with_label_values(&[provider]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Duration of a provider call.
+    pub fn ai_upstream(&self, provider: &str, elapsed: Duration) {
+        self.inner.ai_upstream.with_label_values(&[provider]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one AI failure of `kind` (one of [`AI_ERROR_KINDS`], else `other`).
+    pub fn ai_error(&self, provider: &str, kind: &str) {
+        self.inner.ai_errors.with_label_values(&[provider, bounded(kind, AI_ERROR_KINDS)]).inc();
+    }
+
+    /// Counts one budget threshold crossed.
+    pub fn ai_budget_alert(&self, threshold: u32) {
+        let t = match threshold {
+            50 => "50",
+            80 => "80",
+            95 => "95",
+            100 => "100",
+            _ => OTHER,
+        };
+        self.inner.ai_budget_alerts.with_label_values(&[t]).inc();
     }
 
     /// Counts one policy decision.

@@ -171,6 +171,8 @@ pub struct UsageQuery {
     pub bucket: Option<UsageBucket>,
     /// Only this user's events.
     pub user_id: Option<String>,
+    /// Only AI proxy events (`kind = 'ai'`).
+    pub ai_only: bool,
 }
 
 /// One group (and bucket) of a usage report. Admin changes are not usage and
@@ -547,6 +549,7 @@ impl Store {
             match q.group_by {
                 UsageGroupBy::Tool => "kind = 'mcp'",
                 UsageGroupBy::Model => "kind = 'ai'",
+                _ if q.ai_only => "kind = 'ai'",
                 _ => "kind <> 'admin'",
             }
             .to_owned(),

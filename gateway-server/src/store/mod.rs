@@ -226,8 +226,11 @@ pub use audit::{
 
 // Areas with their own file: an `impl Store` block plus row types each.
 mod agents;
+mod ai;
 mod backends;
 mod limits;
+
+pub use ai::{AiRow, AiTable};
 
 pub use agents::{Agent, AgentSharing, NewAgent, validate_agent_name};
 pub use backends::{SecretCipher, StoredBackend};

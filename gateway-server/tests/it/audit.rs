@@ -423,7 +423,7 @@ async fn filters_paging_and_usage(store: Store, _url: String) {
     // Usage: admin changes are not usage.
     let usage = |group_by, bucket, user_id: Option<&str>| {
         let store = store.clone();
-        let q = UsageQuery { group_by, from: at(1, 0, 0), to: at(3, 0, 0), bucket, user_id: user_id.map(str::to_owned) };
+        let q = UsageQuery { group_by, from: at(1, 0, 0), to: at(3, 0, 0), bucket, user_id: user_id.map(str::to_owned), ai_only: false };
         async move { store.audit_usage(&q).await.unwrap().0 }
     };
     let by_user = usage(UsageGroupBy::User, None, None).await;

@@ -1,6 +1,8 @@
 //! Integration tests of the hub, one binary with a module per area.
 
 mod agents_api;
+mod ai;
+mod ai_peers;
 mod audit;
 mod backends_api;
 mod cli;
