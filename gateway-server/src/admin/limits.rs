@@ -141,6 +141,7 @@ async fn status(
         key_id: q.key.as_deref(),
         backend: q.backend.as_deref(),
         tool: q.tool.as_deref(),
+        ai: true,
     };
     let mut out = st.limits.status_at(&input, std::time::Instant::now());
     if q.user.is_none() {

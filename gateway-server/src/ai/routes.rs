@@ -216,6 +216,18 @@ async fn settle(ctx: &Ctx, o: Outcome) {
         for (_, threshold) in ai.budgets().charge(ai.store(), &subject, cost, weighted, crate::store::now()).await {
             st.metrics.ai_budget_alert(threshold);
         }
+        // Token rate limits count the weighted tokens, like budgets.
+        st.limits.record_tokens(
+            &LimitInput {
+                user_id: &p.user_id,
+                username: &p.username,
+                key_id: Some(&p.key_id),
+                backend: Some(provider_label),
+                tool: Some(&ctx.route_model),
+                ai: true,
+            },
+            weighted,
+        );
     }
     let p = &ctx.principal;
     let mut ev = AuditEvent::new(EventKind::Ai).by(p.user_id.clone(), p.username.clone(), Some(p.key_id.clone()));
@@ -320,6 +332,7 @@ async fn proxy(st: AppState, headers: HeaderMap, body: Bytes, format: Format, me
         key_id: Some(&principal.key_id),
         backend: Some(&first_provider),
         tool: Some(&route.model),
+        ai: true,
     };
     if let Err(refusal) = st.limits.check(&limit_input) {
         let message = refusal.message();

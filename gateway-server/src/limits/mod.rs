@@ -1,5 +1,5 @@
-//! Rate limits: requests per minute/hour/day per user, key, backend and
-//! tool over sliding windows.
+//! Rate limits: requests (or, for the AI API, tokens) per minute/hour/day
+//! per user, key, backend and tool over sliding windows.
 //!
 //! Rules come from the config file (`[[limits.rules]]`, read-only) and from
 //! the store (table `limit_rules`, managed through the admin API). Each rule
@@ -18,6 +18,13 @@
 //! lookup per applicable rule. Counters live in a [`LimitStore`]; the
 //! in-process [`MemoryStore`] is described, with its accuracy and the design
 //! of a Redis store for several hubs, in [`window`].
+//!
+//! A rule counts requests (`max_requests`) or tokens (`max_tokens`). Token
+//! rules apply to the AI API only (`backend` is the provider, `tool` the
+//! model): a request is admitted while the window holds fewer tokens than the
+//! maximum, and its tokens are counted when its usage is known
+//! ([`Limits::record_tokens`]), so one large answer can overshoot the window
+//! once; the next request then waits until enough tokens expired.
 //!
 //! Runtime rules are re-read after every change made through this hub and
 //! every [`RELOAD_INTERVAL`], so changes made on another hub sharing the
@@ -86,6 +93,57 @@ impl FromStr for Scope {
     }
 }
 
+/// What a rule counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// Requests (every surface).
+    #[default]
+    Requests,
+    /// Tokens used (the AI API only).
+    Tokens,
+}
+
+impl Unit {
+    /// The name used in config, API and refusals.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::Tokens => "tokens",
+        }
+    }
+}
+
+impl FromStr for Unit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "requests" => Ok(Self::Requests),
+            "tokens" => Ok(Self::Tokens),
+            other => Err(format!("unknown unit `{other}`; use requests or tokens")),
+        }
+    }
+}
+
+/// A rule's maximum: `max_requests` or `max_tokens`, exactly one.
+fn rule_max(max_requests: Option<u64>, max_tokens: Option<u64>) -> Result<(Unit, u64), (&'static str, String)> {
+    match (max_requests, max_tokens) {
+        (Some(n), None) => Ok((Unit::Requests, n)),
+        (None, Some(n)) => Ok((Unit::Tokens, n)),
+        (Some(_), Some(_)) => Err(("max_tokens", "give max_requests or max_tokens, not both".to_owned())),
+        (None, None) => Err(("max_requests", "give max_requests (or max_tokens for AI token limits)".to_owned())),
+    }
+}
+
+/// `(max_requests, max_tokens)` for a maximum in `unit`.
+fn split_max(unit: Unit, max: u64) -> (Option<u64>, Option<u64>) {
+    match unit {
+        Unit::Requests => (Some(max), None),
+        Unit::Tokens => (None, Some(max)),
+    }
+}
+
 /// The length of a rule's sliding window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -146,7 +204,12 @@ pub struct LimitRuleConfig {
     #[serde(default, rename = "match")]
     pub match_value: Option<String>,
     pub window: Window,
-    pub max_requests: u64,
+    /// Requests per window.
+    #[serde(default)]
+    pub max_requests: Option<u64>,
+    /// Tokens per window (AI API only); instead of `max_requests`.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -196,8 +259,8 @@ impl LimitsConfig {
             if !ids.insert(id.clone()) {
                 return Err(ConfigError::invalid(key("id"), format!("duplicate rule id `{id}`")));
             }
-            validate_rule(r.scope, r.match_value.as_deref(), r.max_requests)
-                .map_err(|(field, why)| ConfigError::invalid(key(field), why))?;
+            let (_, max) = rule_max(r.max_requests, r.max_tokens).map_err(|(field, why)| ConfigError::invalid(key(field), why))?;
+            validate_rule(r.scope, r.match_value.as_deref(), max).map_err(|(field, why)| ConfigError::invalid(key(field), why))?;
         }
         Ok(())
     }
@@ -212,8 +275,8 @@ fn is_valid_rule_id(id: &str) -> bool {
 }
 
 /// Checks a rule's values; the error names the field (`match`, `max_requests`).
-fn validate_rule(scope: Scope, match_value: Option<&str>, max_requests: u64) -> Result<(), (&'static str, String)> {
-    if max_requests == 0 || max_requests > MAX_REQUESTS {
+fn validate_rule(scope: Scope, match_value: Option<&str>, max: u64) -> Result<(), (&'static str, String)> {
+    if max == 0 || max > MAX_REQUESTS {
         return Err(("max_requests", format!("must be between 1 and {MAX_REQUESTS}")));
     }
     if let Some(m) = match_value {
@@ -253,7 +316,14 @@ pub struct LimitRule {
     #[serde(rename = "match")]
     pub match_value: Option<String>,
     pub window: Window,
-    pub max_requests: u64,
+    /// What the rule counts.
+    pub unit: Unit,
+    /// Requests per window (request rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u64>,
+    /// Tokens per window (token rules, AI API only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
     pub enabled: bool,
     /// When it was added (runtime rules).
     pub created_at: Option<DateTime<Utc>>,
@@ -268,8 +338,12 @@ pub struct NewLimitRule {
     #[serde(default, rename = "match")]
     pub match_value: Option<String>,
     pub window: Window,
-    /// 1 to 1 000 000 000.
-    pub max_requests: u64,
+    /// Requests per window, 1 to 1 000 000 000.
+    #[serde(default)]
+    pub max_requests: Option<u64>,
+    /// Tokens per window (AI API only), 1 to 1 000 000 000; instead of `max_requests`.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -277,16 +351,19 @@ pub struct NewLimitRule {
 impl NewLimitRule {
     /// The store row for this content under `id`; creating and replacing a
     /// rule write the same columns.
-    fn into_stored(self, id: String, created_at: DateTime<Utc>) -> StoredLimitRule {
-        StoredLimitRule {
+    fn into_stored(self, id: String, created_at: DateTime<Utc>) -> Result<StoredLimitRule, LimitsError> {
+        let (unit, max) = rule_max(self.max_requests, self.max_tokens).map_err(|(field, reason)| LimitsError::Invalid { field, reason })?;
+        validate_rule(self.scope, self.match_value.as_deref(), max).map_err(|(field, reason)| LimitsError::Invalid { field, reason })?;
+        Ok(StoredLimitRule {
             id,
             scope: self.scope.as_str().to_owned(),
             match_value: self.match_value,
             window: self.window.as_str().to_owned(),
-            max_requests: self.max_requests,
+            unit: unit.as_str().to_owned(),
+            max_requests: max,
             enabled: self.enabled,
             created_at,
-        }
+        })
     }
 }
 
@@ -298,6 +375,8 @@ pub struct LimitInput<'a> {
     pub key_id: Option<&'a str>,
     pub backend: Option<&'a str>,
     pub tool: Option<&'a str>,
+    /// An AI API request: token rules apply.
+    pub ai: bool,
 }
 
 /// Why a request was refused: which rule, for whom, and when to retry.
@@ -308,7 +387,10 @@ pub struct LimitRefusal {
     /// The counted subject: a username, key id, backend or tool name, or the rule's match value.
     pub subject: String,
     pub window: String,
-    pub max_requests: u64,
+    /// `requests` or `tokens`.
+    pub unit: String,
+    /// The rule's maximum, in `unit` per window.
+    pub max: u64,
     pub retry_after_secs: u64,
 }
 
@@ -316,10 +398,11 @@ impl LimitRefusal {
     /// One line for people, e.g. `rate limit exceeded: 10 requests per
     /// minute per user (rule r1); retry in 12 s`.
     pub fn message(&self) -> String {
+        let unit = self.unit.strip_suffix('s').unwrap_or(&self.unit);
         format!(
-            "rate limit exceeded: {} request{} per {} per {} (rule {}); retry in {} s",
-            self.max_requests,
-            if self.max_requests == 1 { "" } else { "s" },
+            "rate limit exceeded: {} {unit}{} per {} per {} (rule {}); retry in {} s",
+            self.max,
+            if self.max == 1 { "" } else { "s" },
             self.window,
             self.scope,
             self.rule_id,
@@ -348,8 +431,10 @@ pub struct LimitStatus {
     pub scope: Scope,
     pub subject: String,
     pub window: Window,
-    pub max_requests: u64,
-    /// Requests counted in the current window.
+    pub unit: Unit,
+    /// The maximum, in `unit` per window.
+    pub max: u64,
+    /// Requests or tokens counted in the current window.
     pub count: u64,
     pub remaining: u64,
 }
@@ -384,6 +469,7 @@ struct Compiled {
     scope: Scope,
     matcher: Matcher,
     window: Window,
+    unit: Unit,
     max: u64,
 }
 
@@ -394,11 +480,15 @@ impl Compiled {
             (Some(glob), Scope::Tool) => Matcher::Glob(glob.as_str().into(), Glob::new(glob).ok()?.compile_matcher()),
             (Some(v), _) => Matcher::Exact(v.as_str().into()),
         };
-        Some(Self { id: rule.id.as_str().into(), scope: rule.scope, matcher, window: rule.window, max: rule.max_requests })
+        let (unit, max) = rule_max(rule.max_requests, rule.max_tokens).ok()?;
+        Some(Self { id: rule.id.as_str().into(), scope: rule.scope, matcher, window: rule.window, unit, max })
     }
 
     /// The subject this rule counts `input` under, when it applies.
     fn subject<'a>(&'a self, input: &LimitInput<'a>) -> Option<&'a str> {
+        if self.unit == Unit::Tokens && !input.ai {
+            return None;
+        }
         let value = match self.scope {
             Scope::User => Some(input.username),
             Scope::Key => input.key_id,
@@ -424,7 +514,8 @@ impl Compiled {
             scope: self.scope.as_str().to_owned(),
             subject: subject.to_owned(),
             window: self.window.as_str().to_owned(),
-            max_requests: self.max,
+            unit: self.unit.as_str().to_owned(),
+            max: self.max,
             retry_after_secs: secs.max(1),
         }
     }
@@ -478,7 +569,9 @@ impl Limits {
                 scope: r.scope,
                 match_value: r.match_value.clone(),
                 window: r.window,
+                unit: if r.max_tokens.is_some() { Unit::Tokens } else { Unit::Requests },
                 max_requests: r.max_requests,
+                max_tokens: r.max_tokens,
                 enabled: r.enabled,
                 created_at: None,
             })
@@ -527,11 +620,17 @@ impl Limits {
             }
         }
         for (i, r) in rules.iter().enumerate() {
+            // Tokens are counted once the answer's usage is known.
+            if r.unit == Unit::Tokens {
+                continue;
+            }
             let Some(subject) = r.subject(input) else { continue };
             if let HitResult::Refused { retry_after, .. } = counters.hit(r.key(subject), r.window, r.max, now) {
                 // A concurrent request took the last slot since we looked: take back ours.
                 for earlier in &rules[..i] {
-                    if let Some(s) = earlier.subject(input) {
+                    if let Some(s) = earlier.subject(input)
+                        && earlier.unit == Unit::Requests
+                    {
                         counters.undo(earlier.key(s), earlier.window, now);
                     }
                 }
@@ -539,6 +638,25 @@ impl Limits {
             }
         }
         Ok(())
+    }
+
+    /// Counts `tokens` used by an admitted AI request against every token
+    /// rule that applies to it.
+    pub fn record_tokens(&self, input: &LimitInput<'_>, tokens: u64) {
+        self.record_tokens_at(input, tokens, Instant::now());
+    }
+
+    /// [`Limits::record_tokens`] at `now`.
+    pub fn record_tokens_at(&self, input: &LimitInput<'_>, tokens: u64, now: Instant) {
+        if tokens == 0 {
+            return;
+        }
+        let rules = self.inner.compiled.read().clone();
+        for r in rules.iter().filter(|r| r.unit == Unit::Tokens) {
+            if let Some(subject) = r.subject(input) {
+                self.inner.counters.add(r.key(subject), r.window, tokens, now);
+            }
+        }
     }
 
     fn refused(&self, rule: &Compiled, subject: &str, retry_after: Duration) -> LimitRefusal {
@@ -561,7 +679,8 @@ impl Limits {
                     scope: r.scope,
                     subject: subject.to_owned(),
                     window: r.window,
-                    max_requests: r.max,
+                    unit: r.unit,
+                    max: r.max,
                     count,
                     remaining: r.max.saturating_sub(count),
                 })
@@ -619,8 +738,7 @@ impl Limits {
 
     /// Adds a runtime rule.
     pub async fn create(&self, new: NewLimitRule) -> Result<LimitRule, LimitsError> {
-        check_new(&new)?;
-        let row = new.into_stored(uuid::Uuid::now_v7().to_string(), crate::store::now());
+        let row = new.into_stored(uuid::Uuid::now_v7().to_string(), crate::store::now())?;
         self.inner.store.insert_limit_rule(&row).await?;
         self.reload().await?;
         runtime_rule(&row)
@@ -629,9 +747,8 @@ impl Limits {
     /// Replaces runtime rule `id` (its counters start over).
     pub async fn update(&self, id: &str, new: NewLimitRule) -> Result<LimitRule, LimitsError> {
         self.writable(id)?;
-        check_new(&new)?;
         let created_at = self.rule(id).and_then(|r| r.created_at).unwrap_or_else(crate::store::now);
-        let row = new.into_stored(id.to_owned(), created_at);
+        let row = new.into_stored(id.to_owned(), created_at)?;
         if !self.inner.store.update_limit_rule(&row).await? {
             return Err(LimitsError::NotFound(id.to_owned()));
         }
@@ -657,21 +774,21 @@ impl Limits {
     }
 }
 
-fn check_new(new: &NewLimitRule) -> Result<(), LimitsError> {
-    validate_rule(new.scope, new.match_value.as_deref(), new.max_requests).map_err(|(field, reason)| LimitsError::Invalid { field, reason })
-}
-
 fn runtime_rule(row: &StoredLimitRule) -> Result<LimitRule, LimitsError> {
     let scope: Scope = row.scope.parse().map_err(|reason| LimitsError::Invalid { field: "scope", reason })?;
     let window: Window = row.window.parse().map_err(|reason| LimitsError::Invalid { field: "window", reason })?;
+    let unit: Unit = row.unit.parse().map_err(|reason| LimitsError::Invalid { field: "unit", reason })?;
     validate_rule(scope, row.match_value.as_deref(), row.max_requests).map_err(|(field, reason)| LimitsError::Invalid { field, reason })?;
+    let (max_requests, max_tokens) = split_max(unit, row.max_requests);
     Ok(LimitRule {
         id: row.id.clone(),
         source: RuleSource::Runtime,
         scope,
         match_value: row.match_value.clone(),
         window,
-        max_requests: row.max_requests,
+        unit,
+        max_requests,
+        max_tokens,
         enabled: row.enabled,
         created_at: Some(row.created_at),
     })
@@ -703,7 +820,7 @@ mod tests {
     }
 
     fn input<'a>(user: &'a str, key: Option<&'a str>, tool: Option<&'a str>) -> LimitInput<'a> {
-        LimitInput { user_id: user, username: user, key_id: key, backend: tool.and_then(|t| t.split("__").next()), tool }
+        LimitInput { user_id: user, username: user, key_id: key, backend: tool.and_then(|t| t.split("__").next()), tool, ai: false }
     }
 
     const MIN: Duration = Duration::from_secs(60);
@@ -787,14 +904,15 @@ mod tests {
             scope: Scope::Backend,
             match_value: Some("fs".into()),
             window: Window::Minute,
-            max_requests: max,
+            max_requests: Some(max),
+            max_tokens: None,
             enabled: true,
         };
         let r = l.create(new(1)).await.unwrap();
         assert_eq!(r.source, RuleSource::Runtime);
         assert_eq!(l.list().len(), 2);
         let t0 = Instant::now();
-        let call = LimitInput { user_id: "u", username: "u", key_id: None, backend: Some("fs"), tool: Some("fs__x") };
+        let call = LimitInput { user_id: "u", username: "u", key_id: None, backend: Some("fs"), tool: Some("fs__x"), ai: false };
         l.check_at(&call, t0).unwrap();
         assert!(l.check_at(&call, t0).is_err());
         l.update(&r.id, new(2)).await.unwrap();
@@ -804,9 +922,39 @@ mod tests {
         assert!(matches!(l.delete("fixed").await, Err(LimitsError::ReadOnly(_))));
         assert!(matches!(l.update("fixed", new(1)).await, Err(LimitsError::ReadOnly(_))));
         assert!(matches!(l.create(new(0)).await, Err(LimitsError::Invalid { field: "max_requests", .. })));
-        let bad_glob =
-            NewLimitRule { scope: Scope::Tool, match_value: Some("a[".into()), window: Window::Day, max_requests: 1, enabled: true };
+        let bad_glob = NewLimitRule {
+            scope: Scope::Tool,
+            match_value: Some("a[".into()),
+            window: Window::Day,
+            max_requests: Some(1),
+            max_tokens: None,
+            enabled: true,
+        };
         assert!(matches!(l.create(bad_glob).await, Err(LimitsError::Invalid { field: "match", .. })));
+    }
+
+    #[tokio::test]
+    async fn token_rules_admit_until_the_window_is_used_and_skip_mcp() {
+        let l = limits("[[limits.rules]]\nid = \"tpm\"\nscope = \"user\"\nwindow = \"minute\"\nmax_tokens = 100\n").await;
+        assert_eq!(l.rule("tpm").unwrap().unit, Unit::Tokens);
+        let t0 = Instant::now();
+        let ai = LimitInput { ai: true, ..input("alice", Some("k1"), Some("gpt-4o")) };
+        // Admitted without counting: tokens are unknown until the answer.
+        l.check_at(&ai, t0).unwrap();
+        l.check_at(&ai, t0).unwrap();
+        l.record_tokens_at(&ai, 60, t0);
+        l.check_at(&ai, t0).unwrap();
+        // One answer may overshoot; the next request waits for the window.
+        l.record_tokens_at(&ai, 70, t0);
+        let r = l.check_at(&ai, t0 + Duration::from_secs(1)).unwrap_err();
+        assert_eq!((r.rule_id.as_str(), r.unit.as_str(), r.max), ("tpm", "tokens", 100));
+        assert!(r.message().starts_with("rate limit exceeded: 100 tokens per minute per user (rule tpm)"), "{}", r.message());
+        let st = l.status_at(&ai, t0 + Duration::from_secs(1));
+        assert_eq!((st[0].count, st[0].remaining), (130, 0));
+        // MCP calls are not subject to token rules; others have their own counter.
+        l.check_at(&input("alice", Some("k1"), Some("fs__read")), t0).unwrap();
+        l.check_at(&LimitInput { ai: true, ..input("bob", None, None) }, t0).unwrap();
+        l.check_at(&ai, t0 + MIN + Duration::from_secs(2)).unwrap();
     }
 
     #[test]
@@ -823,6 +971,8 @@ mod tests {
             ),
             ("[[limits.rules]]\nscope = \"team\"\nwindow = \"minute\"\nmax_requests = 1\n", "limits.rules[0].scope"),
             ("[limits]\nmax_counters = 0\n", "limits.max_counters"),
+            ("[[limits.rules]]\nscope = \"user\"\nwindow = \"minute\"\n", "limits.rules[0].max_requests"),
+            ("[[limits.rules]]\nscope = \"user\"\nwindow = \"minute\"\nmax_requests = 1\nmax_tokens = 5\n", "limits.rules[0].max_tokens"),
         ] {
             let e = crate::config::parse(toml, &env).unwrap_err();
             assert_eq!(e.key(), Some(key), "{toml}: {e}");

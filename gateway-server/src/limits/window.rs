@@ -75,6 +75,8 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
     fn peek(&self, key: CounterKey<'_>, window: Window, max: u64, now: Instant) -> HitResult;
     /// Counts one hit when under `max`.
     fn hit(&self, key: CounterKey<'_>, window: Window, max: u64, now: Instant) -> HitResult;
+    /// Counts `n` (tokens) without a maximum: the caller admitted the request earlier.
+    fn add(&self, key: CounterKey<'_>, window: Window, n: u64, now: Instant);
     /// Takes back one hit counted at `now` by [`LimitStore::hit`].
     fn undo(&self, key: CounterKey<'_>, window: Window, now: Instant);
     /// Hits currently in the window.
@@ -232,9 +234,15 @@ impl MemoryStore {
     }
 
     fn record(c: &mut Counter) {
+        Self::record_n(c, 1);
+    }
+
+    fn record_n(c: &mut Counter, n: u64) {
         let i = (c.head % RING as u64) as usize;
-        c.slots[i] = c.slots[i].saturating_add(1);
-        c.total += 1;
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let before = c.slots[i];
+        c.slots[i] = before.saturating_add(n);
+        c.total += u64::from(c.slots[i] - before);
     }
 
     fn warn_full(&self, now: Instant) {
@@ -283,6 +291,29 @@ impl LimitStore for MemoryStore {
         }
         Self::record(&mut c);
         HitResult::Allowed { count: c.total }
+    }
+
+    fn add(&self, key: CounterKey<'_>, window: Window, n: u64, now: Instant) {
+        let (slot, _) = self.slot(window, now);
+        let mut c = match self.map.get_mut(&key as &dyn KeyView) {
+            Some(c) => c,
+            None => {
+                if self.map.len() >= self.max_counters {
+                    self.evict_idle(now);
+                    if self.map.len() >= self.max_counters {
+                        self.warn_full(now);
+                        return;
+                    }
+                }
+                let owned = OwnedKey { rule: key.rule.into(), subject: key.subject.into() };
+                self.map.entry(owned).or_insert_with(|| Counter::new(window, slot))
+            }
+        };
+        if c.window != window {
+            *c = Counter::new(window, slot);
+        }
+        c.advance(slot);
+        Self::record_n(&mut c, n);
     }
 
     fn undo(&self, key: CounterKey<'_>, window: Window, now: Instant) {

@@ -155,6 +155,7 @@ impl Gate {
             key_id: (!p.key_id.is_empty()).then_some(p.key_id.as_str()),
             backend: Some(backend),
             tool: Some(tool),
+            ai: false,
         };
         if let Err(limit) = self.limits.check(&input) {
             self.metrics.rate_limited(&limit.scope);

@@ -16,6 +16,9 @@ pub struct StoredLimitRule {
     pub match_value: Option<String>,
     /// `minute`, `hour` or `day`.
     pub window: String,
+    /// `requests` or `tokens`.
+    pub unit: String,
+    /// The maximum, in `unit` per window.
     pub max_requests: u64,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
@@ -27,6 +30,7 @@ struct LimitRow {
     scope: String,
     match_value: Option<String>,
     time_window: String,
+    unit: String,
     max_requests: i64,
     enabled: bool,
     created_at: DateTime<Utc>,
@@ -39,6 +43,7 @@ impl From<LimitRow> for StoredLimitRule {
             scope: r.scope,
             match_value: r.match_value,
             window: r.time_window,
+            unit: r.unit,
             max_requests: u64::try_from(r.max_requests).unwrap_or(0),
             enabled: r.enabled,
             created_at: r.created_at,
@@ -54,7 +59,7 @@ impl Store {
     /// Every stored rule, oldest first.
     pub async fn list_limit_rules(&self) -> Result<Vec<StoredLimitRule>, StoreError> {
         let rows: Vec<LimitRow> = with_pool!(self, pool => sqlx::query_as(
-            "SELECT id, scope, match_value, time_window, max_requests, enabled, created_at FROM limit_rules ORDER BY id",
+            "SELECT id, scope, match_value, time_window, unit, max_requests, enabled, created_at FROM limit_rules ORDER BY id",
         )
         .fetch_all(pool)
         .await)?;
@@ -66,12 +71,13 @@ impl Store {
         let max = max_as_i64(rule.max_requests)?;
         execute!(
             self,
-            "INSERT INTO limit_rules (id, scope, match_value, time_window, max_requests, enabled, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO limit_rules (id, scope, match_value, time_window, unit, max_requests, enabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &rule.id,
             &rule.scope,
             &rule.match_value,
             &rule.window,
+            &rule.unit,
             max,
             rule.enabled,
             rule.created_at.trunc_subsecs(6)
@@ -85,10 +91,12 @@ impl Store {
         let max = max_as_i64(rule.max_requests)?;
         let n = execute!(
             self,
-            "UPDATE limit_rules SET scope = $1, match_value = $2, time_window = $3, max_requests = $4, enabled = $5 WHERE id = $6",
+            "UPDATE limit_rules SET scope = $1, match_value = $2, time_window = $3, unit = $4, max_requests = $5, enabled = $6 \
+             WHERE id = $7",
             &rule.scope,
             &rule.match_value,
             &rule.window,
+            &rule.unit,
             max,
             rule.enabled,
             &rule.id

@@ -210,6 +210,7 @@ async fn limit_rules_in_the_store(store: &Store) {
         scope: "tool".into(),
         match_value: Some("fs__*".into()),
         window: "hour".into(),
+        unit: "requests".to_owned(),
         max_requests: 5,
         enabled: true,
         created_at: gateway_server::store::now(),

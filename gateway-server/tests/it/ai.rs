@@ -393,6 +393,30 @@ async fn budget_exhausted_is_refused_clearly() {
     assert!(metrics.contains(r#"gatehouse_ai_budget_alerts_total{threshold="100"} 1"#), "{metrics}");
 }
 
+#[tokio::test]
+async fn token_rate_limit_refuses_once_the_window_is_used() {
+    let mock = MockAi::start().await.unwrap();
+    let toml = format!("{BASIC}\n[[limits.rules]]\nid = \"tpm\"\nscope = \"user\"\nwindow = \"minute\"\nmax_tokens = 10\n");
+    let hub = hub(&toml, &[&mock]).await;
+    let http = Http::new(&hub);
+    let call = |text: &str| json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]});
+    // 7 + 3 tokens: admitted (the window was empty), then counted.
+    let (status, _) = http.json("/v1/chat/completions", call("x [mock input_tokens=7 output_tokens=3]")).await;
+    assert_eq!(status, 200);
+    let r = http.post("/v1/chat/completions", call("again"), &[]).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("10 tokens per minute per user (rule tpm)"), "{body}");
+    assert_eq!(mock.count(), 1, "the refused request never reached the provider");
+    // The same rule does not touch the MCP surface, and the status shows the tokens used.
+    let (status, st) = hub.api("GET", "/limits/status?user=alice", None).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st[0]["unit"], "tokens", "{st}");
+    assert_eq!(st[0]["count"], 10, "{st}");
+}
+
 const TWO_DEPLOYMENTS: &str = r#"
 [ai]
 retry_base_ms = 10

@@ -20,7 +20,7 @@ async fn send(hub: &TestHub, method: reqwest::Method, path: &str, body: Option<V
 }
 
 fn user<'a>(name: &'a str, key: Option<&'a str>, tool: Option<&'a str>) -> LimitInput<'a> {
-    LimitInput { user_id: name, username: name, key_id: key, backend: tool.and_then(|t| t.split("__").next()), tool }
+    LimitInput { user_id: name, username: name, key_id: key, backend: tool.and_then(|t| t.split("__").next()), tool, ai: false }
 }
 
 #[tokio::test]
