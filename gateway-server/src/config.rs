@@ -354,11 +354,27 @@ pub struct McpConfig {
     pub session_idle_timeout_secs: u64,
     /// Upper bound on concurrent client sessions.
     pub max_sessions: usize,
+    /// A POST whose answer takes longer than this is answered with a
+    /// resumable SSE stream (0: every POST the client lets have a stream).
+    pub sse_after_ms: u64,
+    /// For 2025-11-25 clients: close a POST's SSE stream this long after it
+    /// opened when the answer is still pending; the client resumes it with
+    /// GET and `Last-Event-ID` (SEP-1699 polling). 0: streams stay open.
+    pub sse_close_after_ms: u64,
+    /// Messages each SSE stream keeps for replay with `Last-Event-ID`.
+    pub sse_replay_events: usize,
 }
 
 impl Default for McpConfig {
     fn default() -> Self {
-        Self { request_timeout_secs: 60, session_idle_timeout_secs: 1800, max_sessions: 10_000 }
+        Self {
+            request_timeout_secs: 60,
+            session_idle_timeout_secs: 1800,
+            max_sessions: 10_000,
+            sse_after_ms: 1000,
+            sse_close_after_ms: 0,
+            sse_replay_events: 256,
+        }
     }
 }
 
@@ -371,6 +387,30 @@ impl McpConfig {
     /// [`McpConfig::session_idle_timeout_secs`] as a duration.
     pub fn session_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.session_idle_timeout_secs)
+    }
+}
+
+/// How a stdio backend's processes are shared between client sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// One process serves every session.
+    #[default]
+    Shared,
+    /// One process per client session, stopped when the session ends.
+    Session,
+    /// One process per user, stopped when the user's last session ends.
+    User,
+}
+
+impl Isolation {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Session => "session",
+            Self::User => "user",
+        }
     }
 }
 
@@ -428,6 +468,20 @@ pub struct BackendConfig {
     /// A disabled backend is validated but not started.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// stdio: share one process between sessions (default), or run one per
+    /// session or per user.
+    #[serde(default, skip_serializing_if = "is_shared")]
+    pub isolation: Isolation,
+    /// stdio with isolation: most processes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_processes: Option<usize>,
+    /// stdio with isolation: a process with no call for this long is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_idle_secs: Option<u64>,
+}
+
+fn is_shared(i: &Isolation) -> bool {
+    *i == Isolation::Shared
 }
 
 fn default_true() -> bool {
@@ -448,11 +502,24 @@ impl fmt::Debug for BackendConfig {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout_secs", &self.timeout_secs)
             .field("enabled", &self.enabled)
+            .field("isolation", &self.isolation)
+            .field("max_processes", &self.max_processes)
+            .field("process_idle_secs", &self.process_idle_secs)
             .finish()
     }
 }
 
 impl BackendConfig {
+    /// How the hub shares this backend's processes between sessions.
+    pub fn options(&self) -> crate::mcp::pool::BackendOptions {
+        let d = crate::mcp::pool::BackendOptions::default();
+        crate::mcp::pool::BackendOptions {
+            isolation: self.isolation,
+            max_processes: self.max_processes.unwrap_or(d.max_processes),
+            process_idle: self.process_idle_secs.map_or(d.process_idle, Duration::from_secs),
+        }
+    }
+
     /// How to reach this backend, for [`gatehouse_upstream::Upstream::start`].
     /// `default_timeout` applies when `timeout_secs` is unset.
     pub fn to_upstream_spec(&self, default_timeout: Duration) -> UpstreamSpec {
@@ -879,6 +946,9 @@ fn apply_env(config: &mut Config, env: &dyn EnvSource) -> Result<BTreeSet<String
     l.number("mcp.request_timeout_secs", &mut m.request_timeout_secs)?;
     l.number("mcp.session_idle_timeout_secs", &mut m.session_idle_timeout_secs)?;
     l.number("mcp.max_sessions", &mut m.max_sessions)?;
+    l.number("mcp.sse_after_ms", &mut m.sse_after_ms)?;
+    l.number("mcp.sse_close_after_ms", &mut m.sse_close_after_ms)?;
+    l.number("mcp.sse_replay_events", &mut m.sse_replay_events)?;
     l.string("log.level", &mut config.log.level);
     l.string("log.format", &mut config.log.format);
     // Sections owned by their modules: each reads its own `GATEHOUSE_<SECTION>_*` keys.
@@ -944,6 +1014,7 @@ impl Config {
         positive("mcp.request_timeout_secs", m.request_timeout_secs)?;
         positive("mcp.session_idle_timeout_secs", m.session_idle_timeout_secs)?;
         positive("mcp.max_sessions", m.max_sessions as u64)?;
+        positive("mcp.sse_replay_events", m.sse_replay_events as u64)?;
         let mut names = BTreeSet::new();
         for (i, backend) in self.backends.iter().enumerate() {
             validate_backend(i, backend)?;
@@ -1098,6 +1169,22 @@ pub(crate) fn validate_backend(i: usize, b: &BackendConfig) -> Result<(), Config
     }
     if b.timeout_secs == Some(0) {
         return Err(ConfigError::invalid(key("timeout_secs"), "must be greater than 0"));
+    }
+    if b.isolation != Isolation::Shared && b.transport != BackendTransport::Stdio {
+        return Err(ConfigError::invalid(key("isolation"), "only stdio backends run a process per session or user"));
+    }
+    if b.isolation == Isolation::Shared {
+        for (field, set) in [("max_processes", b.max_processes.is_some()), ("process_idle_secs", b.process_idle_secs.is_some())] {
+            if set {
+                return Err(ConfigError::invalid(key(field), "only used with isolation = \"session\" or \"user\""));
+            }
+        }
+    }
+    if b.max_processes == Some(0) {
+        return Err(ConfigError::invalid(key("max_processes"), "must be greater than 0"));
+    }
+    if b.process_idle_secs == Some(0) {
+        return Err(ConfigError::invalid(key("process_idle_secs"), "must be greater than 0"));
     }
     let transport = b.transport.as_str();
     let unused = |field: &str| ConfigError::invalid(key(field), format!("not used with transport = \"{transport}\""));

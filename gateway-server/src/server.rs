@@ -80,12 +80,15 @@ impl AppState {
                 request_timeout: Duration::from_secs(config.mcp.request_timeout_secs),
                 session_idle_timeout: Duration::from_secs(config.mcp.session_idle_timeout_secs),
                 max_sessions: config.mcp.max_sessions,
+                sse_after: Some(Duration::from_millis(config.mcp.sse_after_ms)),
+                sse_close_after: (config.mcp.sse_close_after_ms > 0).then(|| Duration::from_millis(config.mcp.sse_close_after_ms)),
+                replay_events: config.mcp.sse_replay_events,
             },
             gate,
         );
         let default_timeout = Duration::from_secs(config.mcp.request_timeout_secs);
         for b in config.backends.iter().filter(|b| b.enabled) {
-            hub.add_backend(b.to_upstream_spec(default_timeout));
+            hub.add_backend_with(b.to_upstream_spec(default_timeout), b.options());
         }
         // Backends added through the admin API, after the file's: the file wins a name clash.
         let stored = store.list_backends(&crate::store::SecretCipher::new(auth.secret())).await.context("cannot load runtime backends")?;
@@ -94,7 +97,7 @@ impl AppState {
                 tracing::warn!(backend = %b.config.name, "a stored backend has the name of a config-file backend; skipping the stored one");
                 continue;
             }
-            hub.add_backend(b.config.to_upstream_spec(default_timeout));
+            hub.add_backend_with(b.config.to_upstream_spec(default_timeout), b.config.options());
         }
         let ai = crate::ai::Ai::start(&config.ai, &store, crate::store::SecretCipher::new(auth.secret())).await.context("ai")?;
         let anonymous = match &config.auth.anonymous_user {

@@ -177,6 +177,9 @@ impl BackendDefinition {
             headers: self.headers,
             timeout_secs: self.timeout_secs,
             enabled: self.enabled,
+            isolation: crate::config::Isolation::Shared,
+            max_processes: None,
+            process_idle_secs: None,
         }
     }
 }

@@ -281,6 +281,37 @@ mod tests {
     }
 
     #[test]
+    fn titles_icons_annotations_and_schemas_pass_through_aggregation() {
+        let tool = json!({
+            "name": "weather",
+            "title": "Weather",
+            "icons": [{ "src": "https://example.com/w.png", "mimeType": "image/png", "sizes": ["48x48"] }],
+            "annotations": { "title": "Weather lookup", "readOnlyHint": true, "openWorldHint": true },
+            "inputSchema": { "type": "object", "properties": { "city": { "type": "string" } } },
+            "outputSchema": { "type": "object", "properties": { "temperature": { "type": "number" } } },
+            "execution": { "taskSupport": "optional" },
+            "_meta": { "vendor/x": 1 }
+        });
+        let resource =
+            json!({ "uri": "demo://r", "name": "r", "title": "R", "icons": [{ "src": "data:image/png;base64,AA==" }], "size": 3 });
+        let prompt = json!({ "name": "p", "title": "P", "icons": [{ "src": "https://example.com/p.svg" }], "arguments": [] });
+        let bc = BackendCatalog {
+            tools: vec![obj(tool.clone())],
+            resources: vec![obj(resource.clone())],
+            prompts: vec![obj(prompt.clone())],
+            ..Default::default()
+        };
+        let cat = Catalog::build([("b", &bc)]);
+        let mut expected = tool;
+        expected["name"] = json!("b__weather");
+        assert_eq!(cat.tools[0], expected, "only the name changes");
+        assert_eq!(cat.resources[0], resource);
+        let mut expected = prompt;
+        expected["name"] = json!("b__p");
+        assert_eq!(cat.prompts[0], expected);
+    }
+
+    #[test]
     fn cursors_round_trip_and_pages_cover_everything() {
         assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
         assert_eq!(decode_cursor("garbage!"), None);

@@ -5,8 +5,10 @@
 //! (DNS-rebinding protection), then the caller's key. A POST answers with
 //! plain JSON when the reply is a single message, and switches to an SSE
 //! stream only when the gateway has something to send before the response
-//! (progress, logging, sampling, elicitation): the client pays for a stream
-//! only when it gets one.
+//! (progress, logging, sampling, elicitation) or the answer is slow in coming:
+//! the client pays for a stream only when it gets one. Those streams and the
+//! `GET` stream are resumable ([`super::stream`]): event ids, a priming event
+//! for 2025-11-25 clients, and replay on `GET` with `Last-Event-ID`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,13 +31,14 @@ use tokio::sync::mpsc;
 use super::guard::Caller;
 use super::hub::{Hub, InitError};
 use super::session::{Scope, Session};
+use super::stream::{AttachError, EventStream, parse_event_id, sse_body};
 use crate::auth::Principal;
 use crate::server::AppState;
 
 /// Capacity of a request's message channel (intermediate messages + responses).
 const REQUEST_CHANNEL: usize = 64;
-/// Capacity of a session's standalone stream.
-const SESSION_STREAM: usize = 256;
+/// The `retry` hint of priming events: how long a client waits before it resumes.
+const RETRY_HINT: Duration = Duration::from_millis(500);
 
 /// Routes of the streamable HTTP transport.
 pub fn routes() -> Router<AppState> {
@@ -231,7 +234,8 @@ fn encode_replies(replies: &[Message], batch: bool) -> String {
 }
 
 /// Runs the requests and answers with JSON, or with an SSE stream as soon as
-/// there is something to send before the responses.
+/// there is something to send before the responses, or (a single request)
+/// when its answer takes longer than `sse_after`.
 async fn respond(
     hub: Arc<Hub>,
     session: Arc<Session>,
@@ -242,8 +246,11 @@ async fn respond(
     sse_ok: bool,
 ) -> Response {
     let expected = replies.len() + requests.len();
+    let settings = hub.settings().clone();
     let (tx, mut rx) = mpsc::channel::<Message>(REQUEST_CHANNEL);
+    let worker_session = session.clone();
     tokio::spawn(async move {
+        let session = worker_session;
         let work = requests.into_iter().map(|r| {
             let (hub, session, principal, tx) = (hub.clone(), session.clone(), principal.clone(), tx.clone());
             async move {
@@ -253,7 +260,23 @@ async fn respond(
         });
         futures::future::join_all(work).await;
     });
-    while let Some(msg) = rx.recv().await {
+    let resumable = sse_ok && !batch;
+    let slow = async {
+        match settings.sse_after {
+            Some(d) if resumable => tokio::time::sleep(d).await,
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::pin!(slow);
+    loop {
+        let msg = tokio::select! {
+            biased;
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            () = &mut slow => return resumable_stream(&session, Vec::new(), rx, &settings),
+        };
         match msg {
             Message::Response(_) => {
                 replies.push(msg);
@@ -261,6 +284,7 @@ async fn respond(
                     return json_response(encode_replies(&replies, batch), None);
                 }
             }
+            other if resumable => return resumable_stream(&session, vec![other], rx, &settings),
             other if sse_ok => {
                 let done = replies.len();
                 let head = futures::stream::iter(replies.into_iter().chain(std::iter::once(other)));
@@ -279,6 +303,70 @@ async fn respond(
         }
     }
     rpc_error(StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL_ERROR, "The request ended without a response")
+}
+
+/// Answers one request with a resumable SSE stream: `head` first, then what
+/// `rx` brings until the response. The messages go through the session's
+/// stream log, so the client can resume with `Last-Event-ID` if the
+/// connection drops, or when the hub closes it after `sse_close_after`.
+fn resumable_stream(
+    session: &Arc<Session>,
+    head: Vec<Message>,
+    mut rx: mpsc::Receiver<Message>,
+    settings: &super::HubSettings,
+) -> Response {
+    let stream = session.new_request_stream();
+    let primed = session.resumable();
+    let frames = match stream.attach(None, primed.then_some(RETRY_HINT)) {
+        Ok(f) => f,
+        Err(e) => return rpc_error(StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL_ERROR, format!("Cannot open a stream: {e}")),
+    };
+    for m in &head {
+        stream.send(m);
+    }
+    let close_after = settings.sse_close_after.filter(|_| primed);
+    let pump_stream = stream.clone();
+    tokio::spawn(async move { pump(&pump_stream, &mut rx, close_after).await });
+    event_stream_response(frames, session.closed.clone())
+}
+
+/// Copies a request's messages into its stream until the response.
+async fn pump(stream: &EventStream, rx: &mut mpsc::Receiver<Message>, close_after: Option<Duration>) {
+    let close = async {
+        match close_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(close);
+    let mut closed = false;
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            () = &mut close, if !closed => {
+                // SEP-1699 polling: the client comes back with GET and Last-Event-ID.
+                stream.close_connection();
+                closed = true;
+                continue;
+            }
+        };
+        let Some(msg) = msg else {
+            stream.finish();
+            return;
+        };
+        stream.send(&msg);
+        if stream.is_finished() {
+            return;
+        }
+    }
+}
+
+fn event_stream_response(frames: mpsc::Receiver<Bytes>, closed: tokio_util::sync::CancellationToken) -> Response {
+    let mut resp = sse_body(frames, closed).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
 }
 
 fn sse(messages: impl Stream<Item = Message> + Send + 'static) -> Response {
@@ -308,10 +396,28 @@ fn handle_get(st: &AppState, caller: &Caller, scope: &Scope, headers: &HeaderMap
         Ok(s) => s,
         Err(r) => return r,
     };
-    let rx = session.open_stream(SESSION_STREAM);
-    let closed = session.closed.clone();
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).take_until(async move { closed.cancelled().await });
-    sse(stream)
+    let resume = headers.get(mcp::header::LAST_EVENT_ID).map(|v| v.to_str().ok().and_then(parse_event_id));
+    let attached = match resume {
+        None => session.standalone().attach(None, session.resumable().then_some(RETRY_HINT)),
+        Some(None) => return rpc_error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Bad Request: malformed Last-Event-ID"),
+        Some(Some((number, seq))) => match session.stream(number) {
+            Some(stream) => stream.attach(Some(seq), None),
+            None => {
+                return rpc_error(
+                    StatusCode::NOT_FOUND,
+                    code::INVALID_REQUEST,
+                    "Last-Event-ID names no stream this session can resume: it was read to its end, expired, or never existed",
+                );
+            }
+        },
+    };
+    match attached {
+        Ok(frames) => event_stream_response(frames, session.closed.clone()),
+        Err(e @ AttachError::Expired(_)) => {
+            rpc_error(StatusCode::NOT_FOUND, code::INVALID_REQUEST, format!("Cannot resume the stream: {e}"))
+        }
+        Err(AttachError::Closed) => rpc_error(StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, "Session not found"),
+    }
 }
 
 fn handle_delete(st: &AppState, caller: &Caller, headers: &HeaderMap) -> Response {

@@ -5,12 +5,20 @@
 //! (`ping`, `logging/setLevel`), or forwarded to the backend that owns the name
 //! with only the gateway-owned parts rewritten. Messages a backend sends on its
 //! own go back to the session whose call caused them (progress, logging,
-//! sampling, elicitation, roots) or fan out to the sessions that can see the
-//! backend (`list_changed`, resource updates).
+//! sampling, elicitation, roots, `notifications/cancelled`) under ids the hub
+//! rewrites per hop, or fan out to the sessions that can see the backend
+//! (`list_changed`) or subscribed (resource updates).
+//!
+//! Which call a server message belongs to: the transport says so (streamable
+//! HTTP: the call's response stream), a progress token the hub substituted
+//! says so, or the connection has calls of one session only. The floor
+//! ([`super::floor`]) keeps the last case true on connections that cannot tell
+//! calls apart; a message that still cannot be attributed is refused or, for
+//! notifications, sent to every session the connection serves, never guessed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -25,9 +33,12 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{self, BackendCatalog, Catalog, Kind};
+use super::floor::Holder;
 use super::gate::{Asker, Gate, Note};
+use super::pool::{BackendOptions, Instance, InstanceKey, Pool};
 use super::session::{Scope, Session, Sessions, TooManySessions};
 use crate::auth::Principal;
+use crate::config::Isolation;
 
 /// How long `/mcp/{backend}` waits for a starting backend at `initialize`.
 const INIT_WAIT: Duration = Duration::from_secs(10);
@@ -52,21 +63,69 @@ pub struct HubSettings {
     pub request_timeout: Duration,
     pub session_idle_timeout: Duration,
     pub max_sessions: usize,
+    /// A POST whose answer takes longer gets a resumable SSE stream; `None`: only when something comes first.
+    pub sse_after: Option<Duration>,
+    /// For 2025-11-25 clients: close a POST's stream after this long; the client resumes it.
+    pub sse_close_after: Option<Duration>,
+    /// Messages each SSE stream keeps for replay.
+    pub replay_events: usize,
 }
 
-/// One backend: its connection and its latest catalog.
+impl HubSettings {
+    /// The defaults of `[mcp]` with these three values.
+    pub fn new(request_timeout: Duration, session_idle_timeout: Duration, max_sessions: usize) -> Self {
+        Self {
+            request_timeout,
+            session_idle_timeout,
+            max_sessions,
+            sse_after: Some(Duration::from_secs(1)),
+            sse_close_after: None,
+            replay_events: super::session::DEFAULT_REPLAY_EVENTS,
+        }
+    }
+}
+
+/// One backend: its connections and its latest catalog.
 pub struct Backend {
     pub name: Arc<str>,
+    /// The shared connection: it serves the catalog, and every call unless the backend is isolated.
     pub upstream: Upstream,
     /// The agent this backend is a local server of, for agent backends.
     pub agent: Option<Arc<str>>,
     catalog: RwLock<Arc<BackendCatalog>>,
     refresh: Notify,
+    shared: Arc<Instance>,
+    options: BackendOptions,
+    /// Processes of sessions or users when isolated.
+    pool: Pool,
 }
 
 impl Backend {
     pub fn status(&self) -> Status {
         self.upstream.status()
+    }
+
+    pub fn options(&self) -> BackendOptions {
+        self.options
+    }
+
+    /// How many isolated processes run now (the shared one not counted).
+    pub fn process_count(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Every connection: the shared one first.
+    fn instances(&self) -> Vec<Arc<Instance>> {
+        let mut all = vec![self.shared.clone()];
+        all.extend(self.pool.all());
+        all
+    }
+
+    /// Stops every connection.
+    async fn shut_down(&self) {
+        let pooled = self.pool.drain();
+        let stops = pooled.iter().map(|i| i.upstream.shutdown()).chain(std::iter::once(self.upstream.shutdown()));
+        futures::future::join_all(stops).await;
     }
 
     pub fn catalog(&self) -> Arc<BackendCatalog> {
@@ -83,18 +142,77 @@ impl Backend {
 struct CallRoute {
     session: Arc<Session>,
     sink: mpsc::Sender<Message>,
-    backend: Arc<str>,
+    /// The connection the call runs on ([`Instance::id`]).
+    instance: u64,
     /// The client's own progress token, restored on the way back.
     progress_token: Option<Box<RawValue>>,
+    /// Fires when the client cancels the call or its session ends.
+    cancel: CancellationToken,
+}
+
+/// Where a server message goes: the stream of the client call it belongs to,
+/// or (no call) the session's own stream.
+#[derive(Clone)]
+struct Target {
+    session: Arc<Session>,
+    sink: Option<mpsc::Sender<Message>>,
+    /// The call's cancellation, when there is a call.
+    cancel: Option<CancellationToken>,
+}
+
+impl Target {
+    fn of_call(r: &CallRoute) -> Self {
+        Self { session: r.session.clone(), sink: Some(r.sink.clone()), cancel: Some(r.cancel.clone()) }
+    }
+
+    fn of_session(session: Arc<Session>) -> Self {
+        Self { session, sink: None, cancel: None }
+    }
+
+    /// Sends without waiting: on the call's stream while it is open, else the session's.
+    fn deliver(&self, msg: Message) -> bool {
+        let msg = match &self.sink {
+            Some(tx) => match tx.try_send(msg) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
+            },
+            None => msg,
+        };
+        self.session.push(msg)
+    }
+
+    /// Sends a request, waiting for room on the call's stream.
+    async fn send(&self, msg: Message) -> bool {
+        match &self.sink {
+            Some(tx) => match tx.send(msg).await {
+                Ok(()) => true,
+                Err(mpsc::error::SendError(m)) => self.session.push(m),
+            },
+            None => self.session.push(msg),
+        }
+    }
+}
+
+/// A server→client request waiting for the client's answer.
+struct ServerRequest {
+    target: Target,
+    /// The id the client sees.
+    ours: RequestId,
+    /// Fires when the server cancels its request.
+    withdrawn: CancellationToken,
 }
 
 /// The MCP router shared by every front door.
 pub struct Hub {
+    me: Weak<Hub>,
     backends: RwLock<BTreeMap<Arc<str>, Arc<Backend>>>,
     catalog: RwLock<Arc<Catalog>>,
     pub sessions: Sessions,
     calls: DashMap<u64, CallRoute>,
     next_call: AtomicU64,
+    /// Server→client requests in flight, by (connection, the server's id).
+    server_requests: DashMap<(u64, RequestId), ServerRequest>,
+    next_instance: AtomicU64,
     identity: ClientIdentity,
     settings: HubSettings,
     shutdown: CancellationToken,
@@ -112,12 +230,15 @@ impl Hub {
             capabilities: json!({ "roots": { "listChanged": true }, "sampling": {}, "elicitation": { "form": {}, "url": {} } }),
             protocol_version: mcp::LATEST_VERSION.to_owned(),
         };
-        let hub = Arc::new(Self {
+        let hub = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             backends: RwLock::new(BTreeMap::new()),
             catalog: RwLock::new(Arc::new(Catalog::default())),
-            sessions: Sessions::new(settings.max_sessions, settings.session_idle_timeout),
+            sessions: Sessions::new(settings.max_sessions, settings.session_idle_timeout).with_replay(settings.replay_events),
             calls: DashMap::new(),
             next_call: AtomicU64::new(1),
+            server_requests: DashMap::new(),
+            next_instance: AtomicU64::new(1),
             identity,
             settings,
             shutdown: CancellationToken::new(),
@@ -130,7 +251,8 @@ impl Hub {
     fn spawn_reaper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let stop = self.shutdown.clone();
-        let every = (self.settings.session_idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        // Isolated processes idle out on their own clock; check them at least every few seconds.
+        let every = (self.settings.session_idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(5));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -142,6 +264,12 @@ impl Hub {
                 let n = hub.sessions.reap();
                 if n > 0 {
                     tracing::debug!(reaped = n, "ended idle MCP sessions");
+                }
+                for b in hub.backends() {
+                    for inst in b.pool.take_idle(b.options.process_idle) {
+                        tracing::info!(backend = %b.name, "stopping an isolated process that sat idle");
+                        tokio::spawn(async move { inst.upstream.shutdown().await });
+                    }
                 }
             }
         });
@@ -155,15 +283,40 @@ impl Hub {
     /// when ready. A backend that fails to start is retried by its supervisor
     /// and never stops the hub.
     pub fn add_backend(self: &Arc<Self>, spec: UpstreamSpec) -> Arc<Backend> {
-        let (tx, rx) = mpsc::channel(256);
-        let name: Arc<str> = Arc::from(spec.name.as_str());
-        let upstream = Upstream::start(spec, self.identity.clone(), tx);
-        let backend = Arc::new(Backend { name: name.clone(), upstream, agent: None, catalog: RwLock::default(), refresh: Notify::new() });
-        if let Some(old) = self.backends.write().insert(name, backend.clone()) {
-            tokio::spawn(async move { old.upstream.shutdown().await });
+        self.add_backend_with(spec, BackendOptions::default())
+    }
+
+    /// [`Hub::add_backend`] with process isolation options.
+    pub fn add_backend_with(self: &Arc<Self>, spec: UpstreamSpec, options: BackendOptions) -> Arc<Backend> {
+        let (backend, rx) = self.new_backend(spec, None, options);
+        if let Some(old) = self.backends.write().insert(backend.name.clone(), backend.clone()) {
+            tokio::spawn(async move { old.shut_down().await });
         }
         self.spawn_backend_tasks(&backend, rx);
         backend
+    }
+
+    fn new_backend(
+        &self,
+        spec: UpstreamSpec,
+        agent: Option<Arc<str>>,
+        options: BackendOptions,
+    ) -> (Arc<Backend>, mpsc::Receiver<UpstreamEvent>) {
+        let (tx, rx) = mpsc::channel(256);
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        let upstream = Upstream::start(spec, self.identity.clone(), tx);
+        let shared = Arc::new(Instance::new(self.next_instance.fetch_add(1, Ordering::Relaxed), upstream.clone(), None));
+        let backend = Arc::new(Backend {
+            name,
+            upstream,
+            agent,
+            catalog: RwLock::default(),
+            refresh: Notify::new(),
+            shared,
+            options,
+            pool: Pool::default(),
+        });
+        (backend, rx)
     }
 
     /// Starts a local server of agent `agent` as a backend, unless a backend
@@ -175,10 +328,7 @@ impl Hub {
             if let Some(existing) = backends.get(&name) {
                 return Err(existing.clone());
             }
-            let (tx, rx) = mpsc::channel(256);
-            let upstream = Upstream::start(spec, self.identity.clone(), tx);
-            let backend =
-                Arc::new(Backend { name: name.clone(), upstream, agent: Some(agent), catalog: RwLock::default(), refresh: Notify::new() });
+            let (backend, rx) = self.new_backend(spec, Some(agent), BackendOptions::default());
             backends.insert(name, backend.clone());
             (backend, rx)
         };
@@ -202,7 +352,7 @@ impl Hub {
         self.rebuild_catalog();
         self.notify_list_changed_all();
         let b = backend.clone();
-        tokio::spawn(async move { b.upstream.shutdown().await });
+        tokio::spawn(async move { b.shut_down().await });
         true
     }
 
@@ -211,7 +361,7 @@ impl Hub {
         let removed = self.backends.write().remove(name);
         match removed {
             Some(b) => {
-                b.upstream.shutdown().await;
+                b.shut_down().await;
                 self.rebuild_catalog();
                 self.notify_list_changed_all();
                 true
@@ -237,34 +387,11 @@ impl Hub {
         self.shutdown.cancel();
         self.sessions.close_all();
         let backends: Vec<_> = std::mem::take(&mut *self.backends.write()).into_values().collect();
-        futures::future::join_all(backends.iter().map(|b| b.upstream.shutdown())).await;
+        futures::future::join_all(backends.iter().map(|b| b.shut_down())).await;
     }
 
-    fn spawn_backend_tasks(self: &Arc<Self>, backend: &Arc<Backend>, mut rx: mpsc::Receiver<UpstreamEvent>) {
-        // Event loop: never blocks on a client; slow work is spawned.
-        let hub = Arc::downgrade(self);
-        let b = backend.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                let Some(hub) = hub.upgrade() else { break };
-                match ev {
-                    UpstreamEvent::Barrier(ack) => {
-                        let _ = ack.send(());
-                    }
-                    UpstreamEvent::Health(Health::Ready) => b.refresh.notify_one(),
-                    UpstreamEvent::Health(h) => tracing::debug!(backend = %b.name, health = ?h, "backend health changed"),
-                    UpstreamEvent::Notification { method, params, context } => hub.on_backend_notification(&b, method, params, context),
-                    UpstreamEvent::Request { request, context, reply } => {
-                        let hub = hub.clone();
-                        let b = b.clone();
-                        tokio::spawn(async move {
-                            let answer = hub.on_backend_request(&b, request, context).await;
-                            let _ = reply.send(answer);
-                        });
-                    }
-                }
-            }
-        });
+    fn spawn_backend_tasks(self: &Arc<Self>, backend: &Arc<Backend>, rx: mpsc::Receiver<UpstreamEvent>) {
+        self.spawn_events(backend, &backend.shared, rx);
         // Catalog refresher: coalesces bursts of list_changed into one fetch.
         let hub = Arc::downgrade(self);
         let b = backend.clone();
@@ -282,6 +409,85 @@ impl Hub {
                 hub.refresh_backend(&b).await;
             }
         });
+    }
+
+    /// Handles what one connection of a backend sends on its own. Never
+    /// blocks on a client; slow work is spawned.
+    fn spawn_events(&self, backend: &Arc<Backend>, inst: &Arc<Instance>, mut rx: mpsc::Receiver<UpstreamEvent>) {
+        let hub = self.me.clone();
+        let (b, inst) = (backend.clone(), inst.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let Some(hub) = hub.upgrade() else { break };
+                match ev {
+                    UpstreamEvent::Barrier(ack) => {
+                        let _ = ack.send(());
+                    }
+                    // The catalog comes from the shared connection.
+                    UpstreamEvent::Health(Health::Ready) if inst.key.is_none() => b.refresh.notify_one(),
+                    UpstreamEvent::Health(h) => tracing::debug!(backend = %b.name, health = ?h, "backend health changed"),
+                    UpstreamEvent::Notification { method, params, context } => {
+                        hub.on_backend_notification(&b, &inst, method, params, context);
+                    }
+                    UpstreamEvent::Request { request, context, reply } => {
+                        let (b, inst) = (b.clone(), inst.clone());
+                        tokio::spawn(async move {
+                            let answer = hub.on_backend_request(&b, &inst, request, context).await;
+                            let _ = reply.send(answer);
+                        });
+                    }
+                }
+            }
+        });
+    }
+
+    /// The connection `session`'s calls to `b` run on, started when isolation asks for one.
+    fn instance_for(&self, b: &Arc<Backend>, session: &Session) -> Result<Arc<Instance>, ErrorObject> {
+        let key = match b.options.isolation {
+            Isolation::Shared => return Ok(b.shared.clone()),
+            Isolation::Session => InstanceKey::Session(session.id.clone()),
+            Isolation::User => InstanceKey::User(session.owner.clone()),
+        };
+        let mut events = None;
+        let made = b.pool.get_or_start(&key, b.options.max_processes, &b.name, || {
+            let (tx, rx) = mpsc::channel(256);
+            events = Some(rx);
+            let upstream = Upstream::start(b.upstream.spec().clone(), self.identity.clone(), tx);
+            Arc::new(Instance::new(self.next_instance.fetch_add(1, Ordering::Relaxed), upstream, Some(key.clone())))
+        });
+        match made {
+            Ok((inst, started)) => {
+                if let (true, Some(rx)) = (started, events) {
+                    tracing::info!(backend = %b.name, isolation = b.options.isolation.as_str(), "started an isolated process");
+                    self.spawn_events(b, &inst, rx);
+                }
+                Ok(inst)
+            }
+            Err(full) => Err(ErrorObject::new(code::UPSTREAM_UNAVAILABLE, format!("{full}; try again later"))
+                .with_data(json!({ "backend": &*b.name, "reason": "max_processes", "maxProcesses": full.max }))),
+        }
+    }
+
+    /// Cleans up after a session: its subscriptions, and its own process or
+    /// (its user's last session) its user's.
+    async fn session_ended(&self, s: &Session) {
+        for b in self.backends() {
+            for inst in b.instances() {
+                for uri in inst.subscriptions.drop_session(&s.id) {
+                    let params = to_raw(&json!({ "uri": uri }));
+                    let _ = inst.upstream.request(method::RESOURCES_UNSUBSCRIBE, Some(params), CallOptions::default()).await;
+                }
+            }
+            let gone = match b.options.isolation {
+                Isolation::Shared => None,
+                Isolation::Session => Some(InstanceKey::Session(s.id.clone())),
+                Isolation::User => self.sessions.filter(|o| o.owner == s.owner).is_empty().then(|| InstanceKey::User(s.owner.clone())),
+            };
+            if let Some(inst) = gone.and_then(|k| b.pool.remove(&k)) {
+                tracing::info!(backend = %b.name, "stopping the isolated process of an ended session");
+                inst.upstream.shutdown().await;
+            }
+        }
     }
 
     /// Fetches every list a backend offers and swaps in the new catalog.
@@ -372,12 +578,13 @@ impl Hub {
 
     // ---- server-initiated traffic -------------------------------------------------------
 
-    fn on_backend_notification(&self, b: &Arc<Backend>, m: String, params: Option<Box<RawValue>>, context: Option<u64>) {
+    fn on_backend_notification(&self, b: &Arc<Backend>, inst: &Instance, m: String, params: Option<Box<RawValue>>, context: Option<u64>) {
         match m.as_str() {
             method::TOOLS_LIST_CHANGED | method::PROMPTS_LIST_CHANGED | method::RESOURCES_LIST_CHANGED => {
+                // Aggregate sessions hear about it once the merged catalog changed (refresh_backend).
                 b.refresh.notify_one();
                 let n = Notification::new(m, params);
-                self.broadcast(|s| s.scope == Scope::Backend(b.name.clone()), &n);
+                self.broadcast(|s| s.scope == Scope::Backend(b.name.clone()) && inst.serves(s), &n);
             }
             method::PROGRESS => {
                 let mut obj = match RawObject::parse(params.as_deref()) {
@@ -397,55 +604,93 @@ impl Hub {
             method::RESOURCES_UPDATED => {
                 let uri = RawObject::parse(params.as_deref()).ok().and_then(|o| o.get_str("uri"));
                 let Some(uri) = uri else { return };
-                let n = Notification::new(m, params);
-                self.broadcast(|s| s.scope.sees(&b.name) && s.is_subscribed(&uri), &n);
+                for (sid, exposed) in inst.subscriptions.subscribers(&uri) {
+                    let Some(s) = self.sessions.filter(|s| s.id == sid).pop() else { continue };
+                    let params = if exposed == uri {
+                        params.clone()
+                    } else {
+                        // The client subscribed by the hub's collision-namespaced URI.
+                        let mut obj = RawObject::parse(params.as_deref()).unwrap_or_default();
+                        obj.set("uri", to_raw(&exposed));
+                        Some(obj.to_raw())
+                    };
+                    s.push(Message::Notification(Notification::new(m.clone(), params)));
+                }
+            }
+            method::CANCELLED => {
+                // The server withdraws one of its requests to the client: tell
+                // the client under the id it knows.
+                let obj = RawObject::parse(params.as_deref()).ok();
+                let Some(id) = obj.as_ref().and_then(|o| o.get_as::<RequestId>("requestId")) else { return };
+                let Some((_, pending)) = self.server_requests.remove(&(inst.id, id)) else { return };
+                pending.withdrawn.cancel();
+                pending.target.session.forget_reply(&pending.ours);
+                let reason = obj.and_then(|o| o.get_str("reason"));
+                pending.target.deliver(cancelled(&pending.ours, reason.as_deref().unwrap_or("cancelled by the server")));
             }
             _ => {
                 let level =
                     (m == method::MESSAGE).then(|| RawObject::parse(params.as_deref()).ok().and_then(|o| o.get_str("level"))).flatten();
                 let n = Notification::new(m, params);
-                if let Some(route) = context.and_then(|c| self.calls.get(&c)) {
-                    if level.as_deref().is_none_or(|l| route.session.wants_log(l)) {
-                        let _ = route.sink.try_send(Message::Notification(n));
+                if let Some(target) = self.attribute(inst, context, false) {
+                    if level.as_deref().is_none_or(|l| target.session.wants_log(l)) {
+                        target.deliver(Message::Notification(n));
                     }
                     return;
                 }
-                self.broadcast(|s| s.scope.sees(&b.name) && level.as_deref().is_none_or(|l| s.wants_log(l)), &n);
+                self.broadcast(|s| s.scope.sees(&b.name) && inst.serves(s) && level.as_deref().is_none_or(|l| s.wants_log(l)), &n);
             }
         }
     }
 
-    /// The call a server-initiated request belongs to: the one named by the
-    /// transport, else the only call in flight on that backend.
-    fn route_for(&self, b: &Backend, context: Option<u64>) -> Option<(Arc<Session>, mpsc::Sender<Message>)> {
+    /// Whom a message `inst` sent belongs to: the call the transport names,
+    /// else the one session with calls in flight on the connection, else
+    /// (`own_process`) the session whose own process it is.
+    fn attribute(&self, inst: &Instance, context: Option<u64>, own_process: bool) -> Option<Target> {
         if let Some(r) = context.and_then(|c| self.calls.get(&c)) {
-            return Some((r.session.clone(), r.sink.clone()));
+            return Some(Target::of_call(&r));
         }
-        let mut found = None;
-        for r in &self.calls {
-            if r.backend == b.name {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some((r.session.clone(), r.sink.clone()));
+        let mut found: Option<Target> = None;
+        for r in self.calls.iter().filter(|r| r.instance == inst.id) {
+            match &found {
+                Some(t) if t.session.id != r.session.id => return None,
+                Some(_) => {}
+                None => found = Some(Target::of_call(&r)),
             }
         }
-        found
+        if found.is_some() || !own_process {
+            return found;
+        }
+        let owner = |s: &Session| match &inst.key {
+            Some(InstanceKey::Session(id)) => s.id == *id,
+            Some(InstanceKey::User(user)) => s.owner == *user,
+            None => false,
+        };
+        let mut sessions = self.sessions.filter(owner);
+        (sessions.len() == 1).then(|| Target::of_session(sessions.remove(0)))
     }
 
-    async fn on_backend_request(&self, b: &Backend, req: Request, context: Option<u64>) -> Result<Box<RawValue>, ErrorObject> {
+    async fn on_backend_request(
+        &self,
+        b: &Backend,
+        inst: &Instance,
+        req: Request,
+        context: Option<u64>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
         let capability = match req.method.as_str() {
             method::SAMPLING_CREATE_MESSAGE => "sampling",
             method::ELICITATION_CREATE => "elicitation",
             method::ROOTS_LIST => "roots",
             other => return Err(ErrorObject::method_not_found(other)),
         };
-        let Some((session, sink)) = self.route_for(b, context) else {
+        let Some(target) = self.attribute(inst, context, true) else {
             if capability == "roots" {
                 return Ok(to_raw(&json!({ "roots": [] })));
             }
+            tracing::debug!(backend = %b.name, method = %req.method, "no single client session to route a server request to");
             return Err(ErrorObject::new(code::INTERNAL_ERROR, format!("No client session to route {} to", req.method)));
         };
+        let session = target.session.clone();
         if !session.client_can(capability) {
             if capability == "roots" {
                 return Ok(to_raw(&json!({ "roots": [] })));
@@ -453,19 +698,37 @@ impl Hub {
             return Err(ErrorObject::method_not_found(&req.method)
                 .with_data(json!({ "reason": format!("the client did not declare the {capability} capability") })));
         }
-        let (id, rx) = session.expect_reply();
-        let out = Message::Request(Request { id: id.clone(), method: req.method, params: req.params });
-        if sink.send(out).await.is_err() {
-            session.forget_reply(&id);
-            return Err(ErrorObject::new(code::INTERNAL_ERROR, "The client's stream closed"));
-        }
-        tokio::select! {
-            r = rx => r.unwrap_or_else(|_| Err(ErrorObject::new(code::INTERNAL_ERROR, "The client session ended"))),
-            () = tokio::time::sleep(self.settings.request_timeout) => {
-                session.forget_reply(&id);
-                Err(ErrorObject::new(code::INTERNAL_ERROR, "The client did not answer in time"))
+        let (ours, rx) = session.expect_reply();
+        let withdrawn = CancellationToken::new();
+        let key = (inst.id, req.id.clone());
+        self.server_requests
+            .insert(key.clone(), ServerRequest { target: target.clone(), ours: ours.clone(), withdrawn: withdrawn.clone() });
+        let out = Message::Request(Request { id: ours.clone(), method: req.method, params: req.params });
+        let answer = if target.send(out).await {
+            let call_ended = async {
+                match &target.cancel {
+                    Some(t) => t.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = rx => r.unwrap_or_else(|_| Err(ErrorObject::new(code::INTERNAL_ERROR, "The client session ended"))),
+                () = withdrawn.cancelled() => Err(ErrorObject::new(code::INTERNAL_ERROR, "Request cancelled")),
+                () = call_ended => {
+                    target.deliver(cancelled(&ours, "the call that caused this request was cancelled"));
+                    Err(ErrorObject::new(code::INTERNAL_ERROR, "The client cancelled the call that caused this request"))
+                }
+                () = tokio::time::sleep(self.settings.request_timeout) => {
+                    target.deliver(cancelled(&ours, "the client did not answer in time"));
+                    Err(ErrorObject::new(code::INTERNAL_ERROR, "The client did not answer in time"))
+                }
             }
-        }
+        } else {
+            Err(ErrorObject::new(code::INTERNAL_ERROR, "The client's stream closed"))
+        };
+        self.server_requests.remove(&key);
+        session.forget_reply(&ours);
+        answer
     }
 
     // ---- client requests ----------------------------------------------------------------
@@ -574,13 +837,11 @@ impl Hub {
                 if route.original != uri {
                     params.set("uri", to_raw(&route.original));
                 }
-                match req.method.as_str() {
-                    method::RESOURCES_SUBSCRIBE => session.subscribe(&route.original),
-                    method::RESOURCES_UNSUBSCRIBE => session.unsubscribe(&route.original),
-                    _ => {}
+                if req.method != method::RESOURCES_READ {
+                    return self.subscription(session, &route.backend, &route.original, &uri, &req, Some(params), sink).await;
                 }
                 let result = self.forward(session, &route.backend, &req, Some(params), sink).await?;
-                if route.original == uri || req.method != method::RESOURCES_READ {
+                if route.original == uri {
                     return Ok(result);
                 }
                 // The client asked by the namespaced URI: answer in its terms.
@@ -623,15 +884,17 @@ impl Hub {
                 let params = params_object(&req)?;
                 let level = params.get_str("level").ok_or_else(|| ErrorObject::invalid_params("\"level\" must be a string"))?;
                 session.set_log_level(level);
-                // Backends are shared: ask them for the most verbose level any
-                // session wants and filter per session on the way back.
+                // Connections are shared: ask them for the most verbose level
+                // any session wants and filter per session on the way back.
                 for b in self.backends().into_iter().filter(|b| self.gate.backend_visible(who, &b.name)) {
                     let wants_logging = b.status().init.is_some_and(|i| i.capabilities.get("logging").is_some());
-                    if wants_logging {
-                        let _ = b
-                            .upstream
-                            .request(method::LOGGING_SET_LEVEL, Some(to_raw(&json!({ "level": "debug" }))), CallOptions::default())
-                            .await;
+                    let upstream = match b.options.isolation {
+                        Isolation::Shared => Some(b.upstream.clone()),
+                        _ => self.instance_for(&b, session).ok().map(|i| i.upstream.clone()),
+                    };
+                    if let (true, Some(up)) = (wants_logging, upstream) {
+                        let _ =
+                            up.request(method::LOGGING_SET_LEVEL, Some(to_raw(&json!({ "level": "debug" }))), CallOptions::default()).await;
                     }
                 }
                 Ok(to_raw(&json!({})))
@@ -674,7 +937,7 @@ impl Hub {
                 if (m == method::RESOURCES_SUBSCRIBE || m == method::RESOURCES_UNSUBSCRIBE)
                     && let Some(uri) = params_object(&req)?.get_str("uri")
                 {
-                    if m == method::RESOURCES_SUBSCRIBE { session.subscribe(&uri) } else { session.unsubscribe(&uri) }
+                    return self.subscription(session, backend, &uri, &uri, &req, None, sink).await;
                 }
                 let params = match &req.params {
                     Some(p) if p.get().contains("progressToken") => Some(params_object(&req)?),
@@ -754,6 +1017,42 @@ impl Hub {
         Ok(to_raw(&Page { items: BTreeMap::from([(kind.result_key(), items)]), next }))
     }
 
+    /// Subscribes `session` to (or unsubscribes it from) `original` on
+    /// `backend`, which hears of it only for the URI's first subscriber on a
+    /// connection (and its last unsubscriber). `exposed` is the URI the client used.
+    #[allow(clippy::too_many_arguments)]
+    async fn subscription(
+        &self,
+        session: &Arc<Session>,
+        backend: &str,
+        original: &str,
+        exposed: &str,
+        req: &Request,
+        params: Option<RawObject>,
+        sink: &mpsc::Sender<Message>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        let b = self.backend(backend).ok_or_else(|| not_configured(backend))?;
+        let inst = self.instance_for(&b, session)?;
+        let subs = &inst.subscriptions;
+        if req.method == method::RESOURCES_SUBSCRIBE {
+            session.subscribe(original);
+            if !subs.add_subscriber(original, &session.id, exposed) {
+                return Ok(to_raw(&json!({})));
+            }
+            let result = self.forward_to(session, &b, &inst, req, params, sink).await;
+            if result.is_err() {
+                subs.remove_subscriber(original, &session.id);
+            }
+            result
+        } else {
+            session.unsubscribe(original);
+            if !subs.remove_subscriber(original, &session.id) {
+                return Ok(to_raw(&json!({})));
+            }
+            self.forward_to(session, &b, &inst, req, params, sink).await
+        }
+    }
+
     /// Forwards a request to `backend`. `params` is the rewritten params
     /// object, or `None` to forward the client's params untouched.
     async fn forward(
@@ -764,10 +1063,21 @@ impl Hub {
         params: Option<RawObject>,
         sink: &mpsc::Sender<Message>,
     ) -> Result<Box<RawValue>, ErrorObject> {
-        let b = self.backend(backend).ok_or_else(|| {
-            ErrorObject::new(code::UPSTREAM_UNAVAILABLE, format!("Backend '{backend}' is not configured"))
-                .with_data(json!({ "backend": backend }))
-        })?;
+        let b = self.backend(backend).ok_or_else(|| not_configured(backend))?;
+        let inst = self.instance_for(&b, session)?;
+        self.forward_to(session, &b, &inst, req, params, sink).await
+    }
+
+    /// Forwards a request on one connection of `b`.
+    async fn forward_to(
+        &self,
+        session: &Arc<Session>,
+        b: &Backend,
+        inst: &Instance,
+        req: &Request,
+        params: Option<RawObject>,
+        sink: &mpsc::Sender<Message>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let mut progress_token = None;
         let params = match params {
@@ -783,15 +1093,49 @@ impl Hub {
                 Some(obj.to_raw())
             }
         };
-        self.calls.insert(call, CallRoute { session: session.clone(), sink: sink.clone(), backend: b.name.clone(), progress_token });
         let cancel = session.begin_call(req.id.clone());
+        let _busy = inst.begin();
+        let _seat = match &inst.floor {
+            Some(floor) => {
+                let holder = if session.client_can("sampling") || session.client_can("elicitation") {
+                    Holder::Session(session.id.clone())
+                } else {
+                    Holder::Open
+                };
+                tokio::select! {
+                    seat = floor.enter(holder) => Some(seat),
+                    () = cancel.cancelled() => {
+                        session.end_call(&req.id);
+                        return Err(CallError::Cancelled.to_error_object(&b.name));
+                    }
+                    () = tokio::time::sleep(b.upstream.request_timeout()) => {
+                        session.end_call(&req.id);
+                        return Err(ErrorObject::new(
+                            code::UPSTREAM_TIMEOUT,
+                            format!(
+                                "Backend '{}' stayed busy with another client's calls that may ask their client for input; \
+                                 try again, or give the backend isolation = \"session\"",
+                                b.name
+                            ),
+                        )
+                        .with_data(json!({ "backend": &*b.name, "reason": "busy" })));
+                    }
+                }
+            }
+            None => None,
+        };
+        self.calls.insert(
+            call,
+            CallRoute { session: session.clone(), sink: sink.clone(), instance: inst.id, progress_token, cancel: cancel.clone() },
+        );
         let opts = CallOptions { timeout: None, cancel: Some(cancel), context: Some(call) };
-        let events_before = b.upstream.events_emitted();
-        let result = b.upstream.request(&req.method, params, opts).await;
-        if b.upstream.events_emitted() != events_before {
+        let upstream = &inst.upstream;
+        let events_before = upstream.events_emitted();
+        let result = upstream.request(&req.method, params, opts).await;
+        if upstream.events_emitted() != events_before {
             // Progress or logging the backend sent before its answer must reach
             // the client before the answer does.
-            b.upstream.flush_events(FLUSH_WAIT).await;
+            upstream.flush_events(FLUSH_WAIT).await;
         }
         session.end_call(&req.id);
         self.calls.remove(&call);
@@ -825,6 +1169,14 @@ impl Hub {
         let version = mcp::negotiate(&params.protocol_version);
         let result = self.initialize_result(&scope, version).await.map_err(InitError::Rpc)?;
         let session = self.sessions.create(owner, scope, version.to_owned(), params.client_info, params.capabilities)?;
+        let hub = self.me.clone();
+        let ended = session.clone();
+        tokio::spawn(async move {
+            ended.closed.cancelled().await;
+            if let Some(hub) = hub.upgrade() {
+                hub.session_ended(&ended).await;
+            }
+        });
         tracing::debug!(session = %session.id, user = %session.owner, version, client = %session.client_info, "MCP session started");
         Ok((session, result))
     }
@@ -879,8 +1231,17 @@ fn rename_contents(result: Box<RawValue>, from: &str, to: &str) -> Box<RawValue>
     obj.to_raw()
 }
 
+/// `notifications/cancelled` for the client's view of request `id`.
+fn cancelled(id: &RequestId, reason: &str) -> Message {
+    Message::Notification(Notification::new(method::CANCELLED, Some(to_raw(&json!({ "requestId": id, "reason": reason })))))
+}
+
 fn params_object(req: &Request) -> Result<RawObject, ErrorObject> {
     RawObject::parse(req.params.as_deref()).map_err(|_| ErrorObject::invalid_params("params must be an object"))
+}
+
+fn not_configured(backend: &str) -> ErrorObject {
+    ErrorObject::new(code::UPSTREAM_UNAVAILABLE, format!("Backend '{backend}' is not configured")).with_data(json!({ "backend": backend }))
 }
 
 fn unknown(what: &str, name: &str) -> ErrorObject {

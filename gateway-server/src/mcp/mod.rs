@@ -5,12 +5,15 @@
 //! passes through untouched.
 
 pub mod catalog;
+pub mod floor;
 pub mod gate;
 pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod legacy;
 pub mod naming;
+pub mod pool;
 pub mod session;
+pub mod stream;
 
 pub use hub::{Hub, HubSettings};

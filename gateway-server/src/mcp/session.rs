@@ -4,13 +4,13 @@
 //! `Mcp-Session-Id`, owned by the principal that created it, and ends on
 //! `DELETE`, after sitting idle too long, or when the hub shuts down. It holds
 //! what the gateway must remember between requests: the negotiated protocol
-//! version, what the client can do, its open server→client stream, the
-//! server→client requests waiting for the client's answer, and its calls in
-//! flight (so `notifications/cancelled` can reach them).
+//! version, what the client can do, its server→client streams (resumable, see
+//! [`super::stream`]), the server→client requests waiting for the client's
+//! answer, and its calls in flight (so `notifications/cancelled` can reach them).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -21,6 +21,14 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+use super::stream::EventStream;
+
+/// Default number of messages each stream keeps for replay.
+pub const DEFAULT_REPLAY_EVENTS: usize = 256;
+/// Most finished answer streams a session keeps for a client that has not
+/// read their end yet; older ones are forgotten first.
+const MAX_UNREAD_STREAMS: usize = 64;
 
 /// What a session can see.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +62,14 @@ pub struct Session {
     pub client_info: Value,
     pub client_capabilities: Value,
     last_seen: Mutex<Instant>,
-    stream: Mutex<Option<mpsc::Sender<Message>>>,
+    /// The one stream of a 2024-11-05 session.
+    legacy: Mutex<Option<mpsc::Sender<Message>>>,
+    /// Stream 0: the standalone server→client stream (`GET`).
+    standalone: Arc<EventStream>,
+    /// Answer streams of POSTs, kept until their end was read.
+    streams: Mutex<BTreeMap<u64, Arc<EventStream>>>,
+    next_stream: AtomicU64,
+    replay: usize,
     pending: Mutex<HashMap<RequestId, oneshot::Sender<ClientReply>>>,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
     subscriptions: Mutex<HashSet<String>>,
@@ -65,7 +80,7 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(owner: String, scope: Scope, protocol_version: String, client_info: Value, client_capabilities: Value) -> Self {
+    fn new(owner: String, scope: Scope, protocol_version: String, client_info: Value, client_capabilities: Value, replay: usize) -> Self {
         Self {
             id: new_session_id(),
             owner,
@@ -74,7 +89,11 @@ impl Session {
             client_info,
             client_capabilities,
             last_seen: Mutex::new(Instant::now()),
-            stream: Mutex::new(None),
+            legacy: Mutex::new(None),
+            standalone: Arc::new(EventStream::new(0, false, replay)),
+            streams: Mutex::new(BTreeMap::new()),
+            next_stream: AtomicU64::new(1),
+            replay,
             pending: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashSet::new()),
@@ -102,25 +121,56 @@ impl Session {
         self.client_capabilities.get(name).is_some_and(|v| !v.is_null())
     }
 
-    /// Opens (or replaces) the standalone server→client stream.
-    pub fn open_stream(&self, capacity: usize) -> mpsc::Receiver<Message> {
-        let (tx, rx) = mpsc::channel(capacity);
-        self.attach_stream(tx);
-        rx
+    /// True when the client's protocol revision lets the hub prime streams
+    /// and close them early for the client to resume (2025-11-25 and later;
+    /// older clients may not expect events with empty data).
+    pub fn resumable(&self) -> bool {
+        self.protocol_version.as_str() >= gatehouse_proto::mcp::V2025_11_25
     }
 
-    /// Uses `tx` as the standalone server→client stream (the 2024-11-05
-    /// transport has one stream that carries everything).
+    /// The standalone server→client stream (stream 0).
+    pub fn standalone(&self) -> &Arc<EventStream> {
+        &self.standalone
+    }
+
+    /// A new answer stream for one POST.
+    pub fn new_request_stream(&self) -> Arc<EventStream> {
+        let n = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let stream = Arc::new(EventStream::new(n, true, self.replay));
+        let mut streams = self.streams.lock();
+        streams.retain(|_, s| !s.is_done());
+        let unread: Vec<u64> = streams.iter().filter(|(_, s)| s.is_finished()).map(|(n, _)| *n).collect();
+        for old in unread.iter().take(unread.len().saturating_sub(MAX_UNREAD_STREAMS - 1)) {
+            streams.remove(old);
+        }
+        streams.insert(n, stream.clone());
+        stream
+    }
+
+    /// Stream `number` of this session, while it can still be resumed.
+    pub fn stream(&self, number: u64) -> Option<Arc<EventStream>> {
+        if number == 0 {
+            return Some(self.standalone.clone());
+        }
+        self.streams.lock().get(&number).filter(|s| !s.is_done()).cloned()
+    }
+
+    /// Uses `tx` as the one server→client stream (the 2024-11-05 transport
+    /// has one stream that carries everything).
     pub fn attach_stream(&self, tx: mpsc::Sender<Message>) {
-        *self.stream.lock() = Some(tx);
+        *self.legacy.lock() = Some(tx);
     }
 
-    /// Sends a message on the standalone stream; false when none is open or
-    /// the client is not keeping up (the message is dropped, as the
-    /// transport allows for unsolicited messages).
+    /// Sends a message on the standalone stream. On the streamable HTTP
+    /// transport it is kept for replay when no connection reads the stream;
+    /// on the 2024-11-05 transport it is dropped when the client is not
+    /// keeping up (false), as that transport allows for unsolicited messages.
     pub fn push(&self, msg: Message) -> bool {
-        let mut guard = self.stream.lock();
-        let Some(tx) = guard.as_ref() else { return false };
+        let mut guard = self.legacy.lock();
+        let Some(tx) = guard.as_ref() else {
+            drop(guard);
+            return self.standalone.send(&msg);
+        };
         match tx.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -236,11 +286,19 @@ pub struct Sessions {
     map: DashMap<String, Arc<Session>>,
     max: usize,
     idle_timeout: Duration,
+    replay: usize,
 }
 
 impl Sessions {
     pub fn new(max: usize, idle_timeout: Duration) -> Self {
-        Self { map: DashMap::new(), max, idle_timeout }
+        Self { map: DashMap::new(), max, idle_timeout, replay: DEFAULT_REPLAY_EVENTS }
+    }
+
+    /// Keeps `events` messages per stream for replay (instead of [`DEFAULT_REPLAY_EVENTS`]).
+    #[must_use]
+    pub fn with_replay(mut self, events: usize) -> Self {
+        self.replay = events.max(1);
+        self
     }
 
     pub fn create(
@@ -257,7 +315,7 @@ impl Sessions {
                 return Err(TooManySessions(self.max));
             }
         }
-        let s = Arc::new(Session::new(owner, scope, protocol_version, client_info, client_capabilities));
+        let s = Arc::new(Session::new(owner, scope, protocol_version, client_info, client_capabilities, self.replay));
         self.map.insert(s.id.clone(), s.clone());
         Ok(s)
     }

@@ -274,7 +274,22 @@ fn example_has_every_section_and_validates() {
             }
         }
     }
-    for key in ["secret_file", "command", "args", "env", "cwd", "url", "headers", "timeout_secs", "enabled", "api_key_env", "models"] {
+    for key in [
+        "secret_file",
+        "command",
+        "args",
+        "env",
+        "cwd",
+        "url",
+        "headers",
+        "timeout_secs",
+        "enabled",
+        "isolation",
+        "max_processes",
+        "process_idle_secs",
+        "api_key_env",
+        "models",
+    ] {
         assert!(EXAMPLE.contains(&format!("{key} =")), "{key} not in the example");
     }
 }

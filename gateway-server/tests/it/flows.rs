@@ -1,6 +1,7 @@
 //! Server→client traffic through the hub with the fixture server over stdio:
 //! progress on the request's own stream, notifications on the session's GET
-//! stream, and no crossing between sessions.
+//! stream, no crossing between sessions, resumable streams (priming event,
+//! early close, replay with `Last-Event-ID`), and per-user process isolation.
 
 use std::time::Duration;
 
@@ -113,4 +114,151 @@ async fn list_changed_reaches_the_sessions_get_stream() {
         .await
         .unwrap();
     assert_eq!(no_accept.status(), 406);
+}
+
+/// One SSE event as sent: its `id`, `retry` and `data` fields.
+#[derive(Debug, Default)]
+struct SseEvent {
+    id: Option<String>,
+    retry: Option<u64>,
+    data: String,
+}
+
+fn parse_sse(text: &str) -> Vec<SseEvent> {
+    text.split("\n\n")
+        .filter(|block| block.lines().any(|l| !l.starts_with(':') && !l.is_empty()))
+        .map(|block| {
+            let mut ev = SseEvent::default();
+            for line in block.lines() {
+                let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+                match field {
+                    "id" => ev.id = Some(value.to_owned()),
+                    "retry" => ev.retry = value.parse().ok(),
+                    "data" => ev.data.push_str(value),
+                    _ => {}
+                }
+            }
+            ev
+        })
+        .collect()
+}
+
+async fn resume(c: &Client, last_event_id: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(&c.url)
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {}", c.key.clone().unwrap()))
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", last_event_id)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A 2025-11-25 POST stream opens with a priming event (id, retry, empty
+/// data); when the hub closes it before the answer, GET with `Last-Event-ID`
+/// replays what the client missed and then the answer. Ids the session
+/// cannot resume get a clear refusal.
+#[tokio::test]
+async fn post_streams_are_primed_closed_early_and_resumed_with_last_event_id() {
+    let bin = fixture_bin();
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
+    let hub = TestHub::start(&format!(
+        "[mcp]\nsse_after_ms = 0\nsse_close_after_ms = 150\nsse_replay_events = 64\n[[backends]]\nname = \"fixture\"\ntransport = \"stdio\"\ncommand = \"{}\"\n",
+        bin.display()
+    ))
+    .await;
+    hub.wait_backend("fixture").await;
+    let mut c = hub.client("/mcp/fixture");
+    c.initialize().await;
+    let resp = reqwest::Client::new()
+        .post(&c.url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", hub.key))
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(
+            json!({ "jsonrpc": "2.0", "id": 42, "method": "tools/call",
+                      "params": { "name": "sleep", "arguments": { "ms": 1200 }, "_meta": { "progressToken": "q" } } })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let events = parse_sse(&resp.text().await.unwrap());
+    let priming = &events[0];
+    assert!(priming.id.is_some() && priming.data.is_empty(), "the stream opens with a priming event: {events:?}");
+    assert_eq!(priming.retry, Some(500));
+    assert!(
+        !events.iter().any(|e| e.data.contains("\"id\":42")),
+        "the hub closed the stream before the answer (sse_close_after_ms): {events:?}"
+    );
+    let last = events.iter().rev().find_map(|e| e.id.clone()).unwrap();
+
+    let resumed = resume(&c, &last).await;
+    assert_eq!(resumed.status(), 200);
+    let rest = parse_sse(&resumed.text().await.unwrap());
+    let messages: Vec<Value> = rest.iter().filter(|e| !e.data.is_empty()).map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    let answer = messages.last().expect("the answer arrives on the resumed stream");
+    assert_eq!(answer["id"], 42, "{messages:?}");
+    assert_eq!(answer["result"]["content"][0]["text"], "slept 1200 ms");
+    let progress = progress_of(&messages);
+    assert!(!progress.is_empty() && progress.iter().all(|p| p["params"]["progressToken"] == "q"), "missed progress replayed: {messages:?}");
+    assert!(rest.iter().all(|e| e.id.is_some()), "every event has an id: {rest:?}");
+
+    // A stream read to its end cannot be resumed again; neither can one that never existed.
+    assert_eq!(resume(&c, &last).await.status(), 404);
+    let unknown = resume(&c, "999_1").await;
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.unwrap().contains("Last-Event-ID names no stream"));
+    assert_eq!(resume(&c, "garbage").await.status(), 400);
+}
+
+/// With `isolation = "user"` the sessions of one user share a process of their
+/// own, another user gets another, and a user's process stops when that
+/// user's last session ends; the shared process keeps serving the catalog.
+#[tokio::test]
+async fn user_isolation_runs_one_process_per_user_until_their_last_session_ends() {
+    let bin = fixture_bin();
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
+    let hub = TestHub::start(&format!(
+        "[[backends]]\nname = \"fixture\"\ntransport = \"stdio\"\ncommand = \"{}\"\nisolation = \"user\"\nmax_processes = 4\n",
+        bin.display()
+    ))
+    .await;
+    hub.wait_backend("fixture").await;
+    let backend = hub.state.hub.backend("fixture").unwrap();
+    let bob_key = crate::support::create_key(&hub.state, "bob").await;
+    let mut alice1 = hub.client("/mcp");
+    let mut alice2 = hub.client("/mcp");
+    let mut bob = Client::new(format!("{}/mcp", hub.base), Some(bob_key));
+    for c in [&mut alice1, &mut alice2, &mut bob] {
+        c.initialize().await;
+        let tools = c.call("tools/list", json!({})).await;
+        assert!(
+            tools["tools"].as_array().unwrap().iter().any(|t| t["name"] == "fixture__echo"),
+            "the catalog needs no process of one's own"
+        );
+    }
+    assert_eq!(backend.process_count(), 0);
+    for c in [&mut alice1, &mut alice2, &mut bob] {
+        let r = c.call("tools/call", json!({ "name": "fixture__echo", "arguments": { "x": 1 } })).await;
+        assert!(r["content"].is_array(), "{r}");
+    }
+    assert_eq!(backend.process_count(), 2, "one process for alice, one for bob");
+
+    assert_eq!(alice1.delete().await, 200);
+    assert_eq!(bob.delete().await, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while backend.process_count() > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "bob's process outlived his last session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Alice still has a session: her process serves it.
+    let r = alice2.call("tools/call", json!({ "name": "fixture__echo", "arguments": { "x": 2 } })).await;
+    assert!(r["content"].is_array(), "{r}");
+    assert_eq!(backend.process_count(), 1);
 }

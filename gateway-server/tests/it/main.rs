@@ -14,6 +14,7 @@ mod identity;
 mod install;
 mod limits;
 mod mcp;
+mod peer_flows;
 mod peers;
 mod policy;
 mod schemathesis;

@@ -62,6 +62,8 @@ async fn admin_api_conforms_to_its_openapi_document() {
         .args(["--exclude-name", "POST /api/v1/ai/providers", "--exclude-name", "PUT /api/v1/ai/providers/{name}"])
         .args(["--no-color", "--report-dir"])
         .arg(reports.path())
+        // Its crash cache goes next to the reports, not into the checkout.
+        .current_dir(reports.path())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()

@@ -233,7 +233,9 @@ pub async fn decode(resp: reqwest::Response) -> Reply {
         text.split("\n\n")
             .filter_map(|ev| {
                 let data: Vec<&str> = ev.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
-                (!data.is_empty()).then(|| serde_json::from_str(&data.join("\n")).unwrap())
+                // Priming events (an id and empty data) carry no message.
+                let data = data.join("\n");
+                (!data.trim().is_empty()).then(|| serde_json::from_str(&data).unwrap())
             })
             .collect()
     } else if text.is_empty() {
