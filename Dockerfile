@@ -7,11 +7,22 @@
 #   docker build -t gatehouse/gateway-server .
 #   docker run -p 3200:3200 -v gatehouse:/var/lib/gatehouse gatehouse/gateway-server
 
+# The dashboard, built once with its locked packages; the hub embeds it.
+FROM node:22-bookworm-slim AS dashboard
+WORKDIR /src/dashboard
+COPY dashboard/package.json dashboard/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY dashboard/ ./
+RUN npm run build
+
 # The builder matches the runtime's Debian release so the binary's glibc
 # requirement is met.
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY . .
+COPY --from=dashboard /src/dashboard/dist dashboard/dist
+# The dashboard is built above: build.rs embeds it as it is.
+ENV GATEHOUSE_DASHBOARD_BUILD=skip
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p gateway-server \

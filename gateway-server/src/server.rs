@@ -9,7 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Json};
+use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -144,14 +144,14 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::mcp::legacy::routes())
         .merge(crate::ai::routes::routes())
         .merge(crate::admin::routes().layer(axum::middleware::from_fn_with_state(state.clone(), crate::admin::changes::record_changes)))
-        .merge(crate::admin::session::pages())
         .merge(crate::agents::tunnel::routes())
         .merge(crate::agents::releases::routes())
         .merge(crate::agents::install::routes())
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(crate::metrics::serve))
-        .route("/", get(index))
+        // The dashboard: `/` and every path no route above claims.
+        .fallback(crate::web::serve)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -187,19 +187,6 @@ async fn ready(State(st): State<AppState>) -> impl IntoResponse {
             json!({ "status": if store_ok { "ready" } else { "unavailable" }, "store": store_ok, "backends": backends, "backendsSummary": summary }),
         ),
     )
-}
-
-async fn index(State(st): State<AppState>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>Gatehouse</title></head><body>\
-         <h1>Gatehouse</h1><p>MCP endpoint: <code>{0}/mcp</code></p>\
-         <p>Create a key: <code>gateway-server keys create --user YOU --name laptop</code></p></body></html>",
-        html_escape(&st.config.server.public_url)
-    ))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Serves `state` on `listener` until `shutdown` fires, then drains.

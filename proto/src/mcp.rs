@@ -17,6 +17,15 @@ pub const LATEST_VERSION: &str = V2025_11_25;
 /// `MCP-Protocol-Version` header (as the 2025-06-18 transport spec requires).
 pub const DEFAULT_HTTP_VERSION: &str = V2025_03_26;
 
+/// Revisions of the stateless era (no `initialize`, no sessions: every
+/// request carries its version and the client's capabilities in `_meta`).
+pub const STATELESS_VERSIONS: &[&str] = &[V2026_07_28];
+
+/// True when `v` is a stateless-era revision.
+pub fn is_stateless_version(v: &str) -> bool {
+    STATELESS_VERSIONS.contains(&v)
+}
+
 /// True when `v` is a revision this crate knows.
 pub fn is_supported(v: &str) -> bool {
     SUPPORTED_VERSIONS.contains(&v)
@@ -33,6 +42,22 @@ pub mod header {
     pub const SESSION_ID: &str = "mcp-session-id";
     pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
     pub const LAST_EVENT_ID: &str = "last-event-id";
+    /// 2026-07-28: repeats the body's `method`.
+    pub const METHOD: &str = "mcp-method";
+    /// 2026-07-28: repeats the tool or prompt name, or the resource URI, the request names.
+    pub const NAME: &str = "mcp-name";
+}
+
+/// `_meta` keys of the 2026-07-28 stateless era.
+pub mod meta {
+    pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+    pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+    pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+    pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+    pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+    /// The prefix every key of the protocol itself carries.
+    pub const PROTOCOL_PREFIX: &str = "io.modelcontextprotocol/";
 }
 
 /// Method names the gateway routes on.
@@ -62,6 +87,12 @@ pub mod method {
     pub const SAMPLING_CREATE_MESSAGE: &str = "sampling/createMessage";
     pub const ELICITATION_CREATE: &str = "elicitation/create";
     pub const ROOTS_LIST: &str = "roots/list";
+    /// 2026-07-28: the handshake's replacement.
+    pub const SERVER_DISCOVER: &str = "server/discover";
+    /// 2026-07-28: the long-lived notification stream (replaces the GET stream).
+    pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
+    /// 2026-07-28: first message of a `subscriptions/listen` stream.
+    pub const SUBSCRIPTIONS_ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 }
 
 /// JSON-RPC error codes. The standard ones plus the gateway's own stable codes
@@ -84,4 +115,11 @@ pub mod code {
     pub const RATE_LIMITED: i64 = -32013;
     /// The session is unknown or has ended.
     pub const SESSION_NOT_FOUND: i64 = -32001;
+    /// 2026-07-28: an `MCP-Protocol-Version`, `Mcp-Method` or `Mcp-Name` header
+    /// disagrees with the body (or a required one is missing).
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// 2026-07-28: the request needs a client capability the client did not declare.
+    pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+    /// 2026-07-28: the requested protocol revision is not supported.
+    pub const UNSUPPORTED_VERSION: i64 = -32022;
 }

@@ -1,6 +1,7 @@
 //! Runs the official MCP conformance suite's server scenarios against a URL
 //! (through `scripts/conformance.sh`, the same entry point people use) and
-//! reads the per-scenario results it writes, so tests can assert on them.
+//! its client scenarios against a client command, and reads the
+//! per-scenario results it writes, so tests can assert on them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,61 @@ pub async fn run_server_suite(url: &str, spec_version: &str, out_dir: &Path, nex
     Ok(Report { spec_version: spec_version.to_owned(), scenarios, output: text })
 }
 
+/// Runs one client scenario of the stable suite package
+/// (`conformance client --command COMMAND --scenario SCENARIO`): the suite
+/// starts its test server and runs `command` with the server's URL appended.
+/// Returns the scenario's checks; `INFO` and `SKIPPED` checks do not count.
+pub async fn run_client_scenario(command: &str, scenario: &str, out_dir: &Path) -> Result<ScenarioResult, ConformanceError> {
+    let Some(node) = node22() else { return Err(ConformanceError::PeersMissing) };
+    let pkg = crate::paths::npm_package("@modelcontextprotocol/conformance").ok_or(ConformanceError::PeersMissing)?;
+    std::fs::create_dir_all(out_dir)?;
+    let mut cmd = tokio::process::Command::new(node);
+    cmd.arg(pkg.join("dist/index.js"))
+        .args(["client", "--command", command, "--scenario", scenario, "-o"])
+        .arg(out_dir)
+        .current_dir(out_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(SUITE_TIMEOUT, cmd.spawn()?.wait_with_output())
+        .await
+        .map_err(|_| ConformanceError::Timeout(SUITE_TIMEOUT))??;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let mut found = None;
+    for entry in std::fs::read_dir(out_dir)? {
+        let path = entry?.path().join("checks.json");
+        if path.is_file() {
+            found = Some(path);
+        }
+    }
+    let Some(path) = found else {
+        return Err(ConformanceError::NoResults { status: output.status.to_string(), output: text });
+    };
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(path)?).map_err(std::io::Error::other)?;
+    Ok(tally(scenario, &checks))
+}
+
+/// Counts the checks of one scenario.
+fn tally(scenario: &str, checks: &[serde_json::Value]) -> ScenarioResult {
+    let mut r = ScenarioResult { scenario: scenario.to_owned(), successes: 0, failures: 0, warnings: 0, messages: Vec::new() };
+    for c in checks {
+        let status = c["status"].as_str().unwrap_or("");
+        match status {
+            "SUCCESS" => r.successes += 1,
+            "FAILURE" => r.failures += 1,
+            "WARNING" => r.warnings += 1,
+            _ => continue,
+        }
+        if status != "SUCCESS" {
+            let id = c["id"].as_str().unwrap_or("?");
+            let msg = c["errorMessage"].as_str().unwrap_or("(no message)");
+            r.messages.push(format!("{status} {id}: {msg}"));
+        }
+    }
+    r
+}
+
 /// Reads every `server-<scenario>-<timestamp>/checks.json` under `dir`.
 pub fn read_results(dir: &Path) -> std::io::Result<Vec<ScenarioResult>> {
     let mut by_name = BTreeMap::new();
@@ -163,22 +219,7 @@ pub fn read_results(dir: &Path) -> std::io::Result<Vec<ScenarioResult>> {
             continue;
         };
         let checks: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(std::io::Error::other)?;
-        let mut r = ScenarioResult { scenario: scenario.to_owned(), successes: 0, failures: 0, warnings: 0, messages: Vec::new() };
-        for c in &checks {
-            let status = c["status"].as_str().unwrap_or("");
-            match status {
-                "SUCCESS" => r.successes += 1,
-                "FAILURE" => r.failures += 1,
-                "WARNING" => r.warnings += 1,
-                _ => continue,
-            }
-            if status != "SUCCESS" {
-                let id = c["id"].as_str().unwrap_or("?");
-                let msg = c["errorMessage"].as_str().unwrap_or("(no message)");
-                r.messages.push(format!("{status} {id}: {msg}"));
-            }
-        }
-        by_name.insert(scenario.to_owned(), r);
+        by_name.insert(scenario.to_owned(), tally(scenario, &checks));
     }
     Ok(by_name.into_values().collect())
 }

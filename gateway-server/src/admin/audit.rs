@@ -1,12 +1,13 @@
 //! Admin API: the audit log. Listing with filters and cursor paging, one
-//! record, JSONL export, chain verification and pipeline counters; all need
-//! `audit:read`.
+//! record, a live stream (server-sent events), JSONL export, chain
+//! verification and pipeline counters; all need `audit:read`.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
@@ -23,10 +24,17 @@ use crate::store::{AUDIT_DEFAULT_PAGE, AUDIT_MAX_PAGE, AuditFilter, AuditPage};
 /// Longest accepted text filter.
 const MAX_FILTER_LEN: usize = 256;
 
-/// `/audit`, `/audit/{id}`, `/audit/export`, `/audit/verify`, `/audit/stats`.
+/// Records read per store query of the live stream.
+const STREAM_PAGE: u32 = 200;
+
+/// How often an idle live stream sends a comment, so proxies keep it open.
+const STREAM_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `/audit`, `/audit/{id}`, `/audit/stream`, `/audit/export`, `/audit/verify`, `/audit/stats`.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
+        .routes(routes!(stream))
         .routes(routes!(export))
         .routes(routes!(verify))
         .routes(routes!(stats))
@@ -191,6 +199,86 @@ async fn export(
     let filter = query(filter)?.into_filter()?;
     let body = Body::from_stream(crate::audit::export_stream(st.store.clone(), filter));
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// Where a live stream starts.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Send records with a greater `seq` first (e.g. the newest one already
+    /// shown); default: only records written after the stream opened.
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+}
+
+/// New audit records as they are written, oldest first, as server-sent
+/// events: `event: record`, `id: <seq>`, `data: <record as in GET /audit>`.
+/// Filters as in `GET /audit`. The stream stays open; an idle one carries a
+/// comment every 15 s.
+#[utoipa::path(get, path = "/audit/stream", tag = "audit", params(FilterParams, StreamParams),
+    responses(
+        (status = 200, description = "One `record` event per new audit record", content_type = "text/event-stream", body = String),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn stream(
+    ctx: AdminCtx,
+    State(st): State<AppState>,
+    filter: Result<Query<FilterParams>, QueryRejection>,
+    from: Result<Query<StreamParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    ctx.require(Permission::AuditRead)?;
+    let filter = query(filter)?.into_filter()?;
+    let from = query(from)?;
+    let start = match from.after {
+        Some(after) if after < 0 => return Err(ApiError::BadRequest("after: must be 0 or more".to_owned())),
+        Some(after) => after,
+        // The newest record now; only later ones are sent.
+        None => st.store.audit_query(&crate::store::AuditFilter::default(), None, 1).await?.items.first().map_or(0, |r| r.seq),
+    };
+    let head = st.audit.watch_head();
+    let events = futures::stream::try_unfold(
+        (st.store.clone(), filter, head, start, std::collections::VecDeque::<Event>::new(), true),
+        |(store, filter, mut head, mut last, mut ready, mut first)| async move {
+            loop {
+                if let Some(ev) = ready.pop_front() {
+                    return Ok(Some((ev, (store, filter, head, last, ready, first))));
+                }
+                // The first round catches up on what was written before the
+                // stream opened; later rounds wait for the writer.
+                if !std::mem::take(&mut first) && head.changed().await.is_err() {
+                    return Ok(None);
+                }
+                let written = *head.borrow_and_update();
+                loop {
+                    let rows = store.audit_rows_after(&filter, last, STREAM_PAGE).await?;
+                    let full = rows.len() >= STREAM_PAGE as usize;
+                    for row in rows {
+                        last = last.max(row.seq);
+                        let seq = row.seq;
+                        let record = row.into_record()?;
+                        let data = serde_json::to_string(&record).map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
+                        ready.push_back(Event::default().event("record").id(seq.to_string()).data(data));
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                // Records up to what this hub announced are all committed:
+                // filtered-out ones need not be read again.
+                last = last.max(written);
+            }
+        },
+    );
+    let events = futures::StreamExt::map(events, |r: Result<Event, crate::store::StoreError>| {
+        r.map_err(|e| {
+            tracing::warn!(error = %e, "audit stream ended: the store failed");
+            e
+        })
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(STREAM_KEEP_ALIVE)).into_response())
 }
 
 /// Checks the hash chain and names the first bad record.

@@ -71,6 +71,7 @@ impl KeyView {
 
 /// Whose keys to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KeyQuery {
     /// A username; default the caller. Another user's keys need `keys:read`.

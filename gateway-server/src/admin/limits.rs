@@ -43,7 +43,7 @@ fn check_len(what: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// Every rule, config ones first.
-#[utoipa::path(get, path = "/limits", tag = "limits",
+#[utoipa::path(get, path = "/limits", tag = "limits", operation_id = "list_limit_rules",
     responses((status = 200, body = Vec<LimitRule>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_rules(ctx: AdminCtx, State(st): State<AppState>) -> Result<Json<Vec<LimitRule>>, ApiError> {
     ctx.require(Permission::LimitsRead)?;
@@ -51,7 +51,7 @@ async fn list_rules(ctx: AdminCtx, State(st): State<AppState>) -> Result<Json<Ve
 }
 
 /// Adds a runtime rule.
-#[utoipa::path(post, path = "/limits", tag = "limits", request_body = NewLimitRule,
+#[utoipa::path(post, path = "/limits", tag = "limits", operation_id = "create_limit_rule", request_body = NewLimitRule,
     responses((status = 201, body = LimitRule), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_rule(
@@ -67,7 +67,7 @@ async fn create_rule(
 }
 
 /// Replaces a runtime rule; its counters start over.
-#[utoipa::path(put, path = "/limits/{id}", tag = "limits", request_body = NewLimitRule,
+#[utoipa::path(put, path = "/limits/{id}", tag = "limits", operation_id = "update_limit_rule", request_body = NewLimitRule,
     params(("id" = String, Path, description = "Rule id")),
     responses((status = 200, body = LimitRule), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "A config-file rule"),
@@ -88,7 +88,7 @@ async fn update_rule(
 }
 
 /// Deletes a runtime rule.
-#[utoipa::path(delete, path = "/limits/{id}", tag = "limits",
+#[utoipa::path(delete, path = "/limits/{id}", tag = "limits", operation_id = "delete_limit_rule",
     params(("id" = String, Path, description = "Rule id")),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "A config-file rule"),
@@ -118,7 +118,7 @@ pub struct StatusQuery {
 }
 
 /// Current counts against every enabled rule that applies to the subject.
-#[utoipa::path(get, path = "/limits/status", tag = "limits", params(StatusQuery),
+#[utoipa::path(get, path = "/limits/status", tag = "limits", operation_id = "limit_status", params(StatusQuery),
     responses((status = 200, body = Vec<LimitStatus>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 async fn status(

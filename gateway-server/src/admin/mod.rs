@@ -12,6 +12,7 @@ pub mod ai;
 pub mod audit;
 pub mod backends;
 pub mod changes;
+pub mod hub;
 pub mod keys;
 pub mod limits;
 pub mod policies;
@@ -289,6 +290,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(limits::routes())
         .merge(usage::routes())
         .merge(ai::routes())
+        .merge(hub::routes())
 }
 
 /// The OpenAPI document of the admin API.
@@ -305,4 +307,26 @@ pub fn routes() -> Router<AppState> {
     router
         .route(&format!("{PREFIX}/openapi.json"), get(move || async move { Json(doc.as_ref().clone()) }))
         .route(&format!("{PREFIX}/{{*rest}}"), axum::routing::any(|| async { ApiError::NotFound("no such admin API endpoint".to_owned()) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    /// Generated clients (the dashboard's among them) name their calls after
+    /// operation ids: two handlers sharing one would share one type.
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(id) = op.get("operationId").and_then(|v| v.as_str()) else { continue };
+                if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operationId `{id}` is used by `{other}` and `{method} {path}`");
+                }
+            }
+        }
+        assert!(seen.len() > 50, "{seen:?}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Signing in and out of the console, changing one's password, who am I,
-//! and the one-time setup of the first admin.
+//! and the one-time setup of the first admin (the dashboard's `/setup`
+//! page posts to it with the token of the link the hub prints).
 //!
 //! The session token travels only in the `gatehouse_session` cookie
 //! (HttpOnly, SameSite=Strict); state-changing requests authenticated by it
@@ -10,13 +11,11 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -42,11 +41,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(change_password))
         .routes(routes!(setup_status, setup))
-}
-
-/// Browser pages outside the API: the first-admin setup form at `/setup`.
-pub fn pages() -> Router<AppState> {
-    Router::new().route("/setup", get(setup_page))
 }
 
 /// The session cookie's token, if the request carries one.
@@ -300,69 +294,6 @@ async fn setup(
     let Json(req) = body.map_err(bad_secret_json(r#"{"token": string, "username": string, "password": string}"#))?;
     let s = st.console.complete_setup(&req.token, &req.username, &req.password, &client).await?;
     signed_in(&st, s)
-}
-
-const SETUP_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Gatehouse setup</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem;color:#222}
-label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;box-sizing:border-box}
-button{margin-top:1.5rem;padding:.6rem 1.2rem}#msg{margin-top:1rem;min-height:1.5rem}.err{color:#b00020}.ok{color:#1b5e20}
-</style></head>
-<body>
-<h1>Set up Gatehouse</h1>
-<p>Create the first administrator. This link works once and for one hour after the hub started.</p>
-<form id="f">
-<label>Username <input id="u" name="username" autocomplete="username" required maxlength="64"></label>
-<label>Password (at least 12 characters) <input id="p" type="password" autocomplete="new-password" required minlength="12"></label>
-<label>Repeat the password <input id="p2" type="password" autocomplete="new-password" required minlength="12"></label>
-<button type="submit">Create administrator</button>
-</form>
-<div id="msg" role="status"></div>
-<script>
-(function () {
-  var token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
-  var msg = document.getElementById("msg"), form = document.getElementById("f");
-  function say(text, ok) { msg.textContent = text; msg.className = ok ? "ok" : "err"; }
-  // Keep the token out of the address bar and history once read.
-  if (location.hash) { history.replaceState(null, "", location.pathname); }
-  fetch("/api/v1/setup").then(function (r) { return r.json(); }).then(function (j) {
-    if (!j.needed) { form.hidden = true; say("Setup is already done: sign in to the console instead.", true); }
-  }).catch(function () {});
-  if (!token) { say("This page needs the link the hub printed at start (it ends with #token=...)."); }
-  form.addEventListener("submit", function (e) {
-    e.preventDefault();
-    var p = document.getElementById("p").value;
-    if (p !== document.getElementById("p2").value) { say("The passwords differ."); return; }
-    fetch("/api/v1/setup", { method: "POST", headers: { "content-type": "application/json" }, credentials: "same-origin",
-      body: JSON.stringify({ token: token, username: document.getElementById("u").value, password: p }) })
-      .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, j: j }; }); })
-      .then(function (x) {
-        if (x.ok) { form.hidden = true; say("Administrator " + x.j.user.username + " created; you are signed in.", true); }
-        else { say(x.j.error ? x.j.error.message : "Setup failed."); }
-      })
-      .catch(function () { say("The hub could not be reached."); });
-  });
-})();
-</script>
-</body></html>
-"#;
-
-/// `GET /setup`: a self-contained page posting to `/api/v1/setup`.
-async fn setup_page() -> Response {
-    let mut r = Html(SETUP_PAGE).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    r
 }
 
 #[cfg(test)]

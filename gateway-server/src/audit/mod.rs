@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::{Config, ConfigError};
@@ -405,6 +405,8 @@ struct Inner {
     store: Store,
     config: AuditConfig,
     stop: CancellationToken,
+    /// The `seq` of the newest record this hub wrote (live views wait on it).
+    head: watch::Receiver<i64>,
     /// Stops the retention task once the last handle is gone.
     _stop_on_drop: DropGuard,
 }
@@ -459,8 +461,17 @@ impl Audit {
             started: Instant::now(),
         });
         let stop = CancellationToken::new();
-        let writer =
-            Writer { rx, store: store.clone(), stats: stats.clone(), redactor, config: config.clone(), stop: stop.clone(), gave_up: false };
+        let (head_tx, head) = watch::channel(0);
+        let writer = Writer {
+            rx,
+            store: store.clone(),
+            stats: stats.clone(),
+            redactor,
+            config: config.clone(),
+            stop: stop.clone(),
+            gave_up: false,
+            head: head_tx,
+        };
         tokio::spawn(writer.run());
         if config.retention_days > 0 {
             tokio::spawn(retention_task(store.clone(), config.retention_days, stop.clone()));
@@ -472,6 +483,7 @@ impl Audit {
                 stats,
                 store,
                 config: config.clone(),
+                head,
                 _stop_on_drop: stop.clone().drop_guard(),
                 stop,
             }),
@@ -520,6 +532,13 @@ impl Audit {
     /// The settings in force.
     pub fn config(&self) -> &AuditConfig {
         &self.inner.config
+    }
+
+    /// Changes whenever this hub appended records, holding the `seq` of the
+    /// newest (0 before the first write). Live views wait on it, then read
+    /// the store after the `seq` they showed last.
+    pub fn watch_head(&self) -> watch::Receiver<i64> {
+        self.inner.head.clone()
     }
 
     /// The store records are written to.
@@ -609,6 +628,8 @@ struct Writer {
     /// A write failed every attempt while stopping: the store is gone, so
     /// later batches get one attempt each instead of a full round.
     gave_up: bool,
+    /// Where the newest written `seq` is announced.
+    head: watch::Sender<i64>,
 }
 
 impl Writer {
@@ -675,6 +696,9 @@ impl Writer {
             };
             if done {
                 self.stats.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                if let Some(last) = rows.last().map(|r| r.seq) {
+                    self.head.send_replace(last);
+                }
                 rows.clear();
                 return;
             }

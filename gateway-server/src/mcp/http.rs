@@ -1,5 +1,6 @@
 //! The streamable HTTP front door: `POST/GET/DELETE /mcp` and `/mcp/{backend}`
-//! for the 2025-03-26, 2025-06-18 and 2025-11-25 protocol revisions.
+//! for the 2025-03-26, 2025-06-18 and 2025-11-25 protocol revisions; a
+//! session-less POST of the 2026-07-28 revision goes to [`super::stateless`].
 //!
 //! Every request passes the same guard first: Host and Origin validation
 //! (DNS-rebinding protection), then the caller's key. A POST answers with
@@ -168,9 +169,6 @@ async fn handle_post(st: AppState, caller: Caller, scope: Scope, headers: Header
     if !is_json {
         return rpc_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_REQUEST, "Content-Type must be application/json");
     }
-    if let Err(r) = check_version_header(&headers) {
-        return r;
-    }
     let parsed = match Body::parse(&body) {
         Ok(p) => p,
         Err(e) => {
@@ -178,6 +176,14 @@ async fn handle_post(st: AppState, caller: Caller, scope: Scope, headers: Header
             return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
         }
     };
+    // The era is chosen per request: a session-less request naming the
+    // 2026-07-28 revision belongs to the stateless front door.
+    if super::stateless::is_stateless(&headers, &parsed) {
+        return super::stateless::handle(st, caller, scope, headers, parsed).await;
+    }
+    if let Err(r) = check_version_header(&headers) {
+        return r;
+    }
 
     // A new session starts with a lone `initialize` request.
     if let Body::Single(Message::Request(req)) = &parsed

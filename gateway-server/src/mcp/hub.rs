@@ -218,6 +218,8 @@ pub struct Hub {
     shutdown: CancellationToken,
     /// Policy, registry, limits, audit and metrics.
     pub gate: Arc<Gate>,
+    /// Stateless (2026-07-28) calls waiting for their client's input.
+    pub stateless: super::stateless::Parked,
 }
 
 /// Prefix of the progress tokens the gateway substitutes upstream.
@@ -243,6 +245,7 @@ impl Hub {
             settings,
             shutdown: CancellationToken::new(),
             gate,
+            stateless: super::stateless::Parked::default(),
         });
         hub.spawn_reaper();
         hub
@@ -644,14 +647,15 @@ impl Hub {
     }
 
     /// Whom a message `inst` sent belongs to: the call the transport names,
-    /// else the one session with calls in flight on the connection, else
-    /// (`own_process`) the session whose own process it is.
+    /// else the one session with calls in flight on the connection (a
+    /// stateless call parked on its client's input does not count: it asked
+    /// already), else (`own_process`) the session whose own process it is.
     fn attribute(&self, inst: &Instance, context: Option<u64>, own_process: bool) -> Option<Target> {
         if let Some(r) = context.and_then(|c| self.calls.get(&c)) {
             return Some(Target::of_call(&r));
         }
         let mut found: Option<Target> = None;
-        for r in self.calls.iter().filter(|r| r.instance == inst.id) {
+        for r in self.calls.iter().filter(|r| r.instance == inst.id && !self.stateless.holds(&r.session.id)) {
             match &found {
                 Some(t) if t.session.id != r.session.id => return None,
                 Some(_) => {}
@@ -695,8 +699,16 @@ impl Hub {
             if capability == "roots" {
                 return Ok(to_raw(&json!({ "roots": [] })));
             }
-            return Err(ErrorObject::method_not_found(&req.method)
-                .with_data(json!({ "reason": format!("the client did not declare the {capability} capability") })));
+            // 2026-07-28 names this refusal; the session eras answer method-not-found.
+            let (code, message) = if mcp::is_stateless_version(&session.protocol_version) {
+                (code::MISSING_CLIENT_CAPABILITY, format!("Missing required client capability: {capability}"))
+            } else {
+                (code::METHOD_NOT_FOUND, format!("Method not found: {}", req.method))
+            };
+            return Err(ErrorObject::new(code, message).with_data(json!({
+                "reason": format!("the client did not declare the {capability} capability"),
+                "requiredCapabilities": { capability: {} },
+            })));
         }
         let (ours, rx) = session.expect_reply();
         let withdrawn = CancellationToken::new();

@@ -79,6 +79,9 @@ pub struct Session {
     pub closed: CancellationToken,
 }
 
+/// Replay log of a detached session's streams: its one call answers on its own stream.
+const DETACHED_REPLAY: usize = 16;
+
 impl Session {
     fn new(owner: String, scope: Scope, protocol_version: String, client_info: Value, client_capabilities: Value, replay: usize) -> Self {
         Self {
@@ -101,6 +104,13 @@ impl Session {
             next_id: AtomicI64::new(1),
             closed: CancellationToken::new(),
         }
+    }
+
+    /// A session outside the registry: it carries one stateless (2026-07-28)
+    /// call through the router, with the capabilities that request declared,
+    /// and receives no broadcasts.
+    pub fn detached(owner: String, scope: Scope, protocol_version: String, client_info: Value, client_capabilities: Value) -> Arc<Self> {
+        Arc::new(Self::new(owner, scope, protocol_version, client_info, client_capabilities, DETACHED_REPLAY))
     }
 
     pub fn touch(&self) {

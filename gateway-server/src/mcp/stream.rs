@@ -145,7 +145,7 @@ impl EventStream {
         }
         let seq = g.next_seq;
         g.next_seq += 1;
-        if g.log.len() == self.capacity {
+        if g.log.len() >= self.capacity {
             g.log.pop_front();
         }
         g.log.push_back((seq, data.clone()));

@@ -195,6 +195,22 @@ pub struct UsageRow {
     pub cost_usd: f64,
 }
 
+/// Most samples [`Store::audit_samples`] returns.
+pub const SAMPLES_MAX_ROWS: u32 = 200_000;
+
+/// The measurements of one MCP or AI request, for live charts.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AuditSample {
+    pub ts: DateTime<Utc>,
+    pub kind: String,
+    pub backend: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Option<String>,
+    pub status: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub cost_usd: Option<f64>,
+}
+
 /// The opaque cursor for "records older than `seq`".
 pub fn encode_cursor(seq: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
@@ -522,6 +538,21 @@ impl Store {
             }
         });
         Ok(deleted)
+    }
+
+    /// The MCP and AI requests at or after `from`, oldest first, at most
+    /// [`SAMPLES_MAX_ROWS`] (the newest when there are more).
+    pub async fn audit_samples(&self, from: DateTime<Utc>) -> Result<Vec<AuditSample>, StoreError> {
+        let mut args = Vec::new();
+        let since = push(&mut args, Arg::Ts(from));
+        let lim = push(&mut args, Arg::Int(i64::from(SAMPLES_MAX_ROWS)));
+        let sql = format!(
+            "SELECT ts, kind, backend, tool, decision, status, latency_ms, cost_usd FROM audit_events \
+             WHERE ts >= {since} AND kind <> 'admin' ORDER BY seq DESC LIMIT {lim}"
+        );
+        let mut rows: Vec<AuditSample> = with_pool!(self, pool => bind_args!(sqlx::query_as(&sql), &args).fetch_all(pool).await)?;
+        rows.reverse();
+        Ok(rows)
     }
 
     /// How many records the table holds.

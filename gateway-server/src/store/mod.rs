@@ -220,8 +220,8 @@ pub use identity::{ConsoleSession, Credentials, CustomRole, GuardedChange, NewCo
 mod audit;
 
 pub use audit::{
-    AUDIT_DEFAULT_PAGE, AUDIT_MAX_PAGE, AuditFilter, AuditPage, AuditRow, USAGE_MAX_ROWS, UsageBucket, UsageGroupBy, UsageQuery, UsageRow,
-    decode_cursor, encode_cursor,
+    AUDIT_DEFAULT_PAGE, AUDIT_MAX_PAGE, AuditFilter, AuditPage, AuditRow, AuditSample, SAMPLES_MAX_ROWS, USAGE_MAX_ROWS, UsageBucket,
+    UsageGroupBy, UsageQuery, UsageRow, decode_cursor, encode_cursor,
 };
 
 // Areas with their own file: an `impl Store` block plus row types each.
