@@ -177,10 +177,12 @@ impl Parked {
         self.calls.retain(|_, c| c.expires > now);
     }
 
-    /// Parks `call` under a new unguessable state; `None` (and the call
-    /// cancelled) when `max` calls wait already.
-    fn park(&self, call: Call, max: usize) -> Option<String> {
+    /// Parks `call` under a new unguessable state for `ttl` from now (the
+    /// client's time to answer); `None` (and the call cancelled) when `max`
+    /// calls wait already.
+    fn park(&self, mut call: Call, max: usize, ttl: Duration) -> Option<String> {
         self.sweep();
+        call.expires = Instant::now() + ttl;
         if self.calls.len() >= max {
             return None;
         }
@@ -436,7 +438,7 @@ async fn drive(hub: Arc<Hub>, mut call: Call, id: RequestId, out: mpsc::Sender<M
 async fn ask(hub: &Hub, call: Call, id: RequestId, out: &mpsc::Sender<Message>) {
     let requests = call.asked.clone();
     // Each parked call holds a backend call open: as many as sessions at most.
-    let Some(state) = hub.stateless.park(call, hub.settings().max_sessions) else {
+    let Some(state) = hub.stateless.park(call, hub.settings().max_sessions, hub.settings().request_timeout) else {
         let e = ErrorObject::new(code::INTERNAL_ERROR, "Too many requests are waiting for their client's input; try again later")
             .with_data(json!({ "reason": "too_many_waiting" }));
         let _ = out.send(Message::Response(gatehouse_proto::Response::err(Some(id), e))).await;
