@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -43,11 +44,35 @@ pub struct Floor {
 /// A place on the floor; leaving is dropping it.
 pub struct Seat {
     floor: Arc<Floor>,
+    holder: Holder,
+    /// Given up for now ([`Seat::suspend`]).
+    away: AtomicBool,
+}
+
+impl Seat {
+    /// Gives the floor up while the call waits on its client (a 2026-07-28
+    /// call parked for input: the backend is blocked on that answer, so it
+    /// sends nothing more for this call until [`Seat::resume`]).
+    pub fn suspend(&self) {
+        if !self.away.swap(true, Ordering::SeqCst) {
+            self.floor.leave();
+        }
+    }
+
+    /// Takes the floor back, waiting like a new call would.
+    pub async fn resume(&self) {
+        if self.away.load(Ordering::SeqCst) {
+            self.floor.wait_seat(self.holder.clone()).await;
+            self.away.store(false, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.floor.leave();
+        if !self.away.load(Ordering::SeqCst) {
+            self.floor.leave();
+        }
     }
 }
 
@@ -72,6 +97,12 @@ impl Drop for Waiting {
 impl Floor {
     /// Waits for a seat for `holder`.
     pub async fn enter(self: &Arc<Self>, holder: Holder) -> Seat {
+        self.wait_seat(holder.clone()).await;
+        Seat { floor: self.clone(), holder, away: AtomicBool::new(false) }
+    }
+
+    /// Waits until `holder` is seated (counted in `seated`).
+    async fn wait_seat(self: &Arc<Self>, holder: Holder) {
         let rx = {
             let mut g = self.inner.lock();
             let same = g.holder.as_ref() == Some(&holder);
@@ -79,7 +110,7 @@ impl Floor {
             if g.holder.is_none() || (same && (g.queue.is_empty() || reentry)) {
                 g.holder = Some(holder);
                 g.seated += 1;
-                return Seat { floor: self.clone() };
+                return;
             }
             let (tx, rx) = oneshot::channel();
             g.queue.push_back((holder, tx));
@@ -91,7 +122,6 @@ impl Floor {
             let _ = rx.await;
         }
         waiting.rx = None;
-        Seat { floor: self.clone() }
     }
 
     fn leave(&self) {
@@ -136,6 +166,31 @@ mod tests {
 
     fn session(s: &str) -> Holder {
         Holder::Session(s.into())
+    }
+
+    #[tokio::test]
+    async fn a_suspended_seat_lets_others_in_and_resumes_after_them() {
+        let floor = Arc::new(Floor::default());
+        let a = floor.enter(session("a")).await;
+        a.suspend();
+        a.suspend();
+        let b = tokio::time::timeout(Duration::from_secs(5), floor.enter(session("b"))).await.expect("b enters while a is away");
+        assert_eq!(floor.state().0, Some(session("b")));
+        let a = Arc::new(a);
+        let back = tokio::spawn({
+            let a = a.clone();
+            async move { a.resume().await }
+        });
+        // `a` queues behind `b` (the queue is how the floor shows a waiter).
+        while floor.state().2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(floor.state().0, Some(session("b")));
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(5), back).await.expect("a is back once b left").unwrap();
+        assert_eq!(floor.state(), (Some(session("a")), 1, 0));
+        drop(a);
+        assert_eq!(floor.state(), (None, 0, 0));
     }
 
     #[tokio::test]

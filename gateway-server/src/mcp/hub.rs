@@ -148,6 +148,8 @@ struct CallRoute {
     progress_token: Option<Box<RawValue>>,
     /// Fires when the client cancels the call or its session ends.
     cancel: CancellationToken,
+    /// Its place on the connection's floor, if the connection has one.
+    seat: Option<Arc<super::floor::Seat>>,
 }
 
 /// Where a server message goes: the stream of the client call it belongs to,
@@ -1107,7 +1109,7 @@ impl Hub {
         };
         let cancel = session.begin_call(req.id.clone());
         let _busy = inst.begin();
-        let _seat = match &inst.floor {
+        let seat = match &inst.floor {
             Some(floor) => {
                 let holder = if session.client_can("sampling") || session.client_can("elicitation") {
                     Holder::Session(session.id.clone())
@@ -1115,7 +1117,7 @@ impl Hub {
                     Holder::Open
                 };
                 tokio::select! {
-                    seat = floor.enter(holder) => Some(seat),
+                    seat = floor.enter(holder) => Some(Arc::new(seat)),
                     () = cancel.cancelled() => {
                         session.end_call(&req.id);
                         return Err(CallError::Cancelled.to_error_object(&b.name));
@@ -1138,7 +1140,14 @@ impl Hub {
         };
         self.calls.insert(
             call,
-            CallRoute { session: session.clone(), sink: sink.clone(), instance: inst.id, progress_token, cancel: cancel.clone() },
+            CallRoute {
+                session: session.clone(),
+                sink: sink.clone(),
+                instance: inst.id,
+                progress_token,
+                cancel: cancel.clone(),
+                seat: seat.clone(),
+            },
         );
         let opts = CallOptions { timeout: None, cancel: Some(cancel), context: Some(call) };
         let upstream = &inst.upstream;
@@ -1152,6 +1161,26 @@ impl Hub {
         session.end_call(&req.id);
         self.calls.remove(&call);
         result.map_err(|e| e.to_error_object(&b.name))
+    }
+
+    /// Gives up the floor seats of `session_id`'s calls while they wait on
+    /// their client (parked 2026-07-28 calls), so an abandoned call does not
+    /// keep other clients off a shared connection.
+    pub fn suspend_seats(&self, session_id: &str) {
+        for r in self.calls.iter().filter(|r| r.session.id == session_id) {
+            if let Some(seat) = &r.seat {
+                seat.suspend();
+            }
+        }
+    }
+
+    /// Takes back the seats [`Hub::suspend_seats`] gave up, before the
+    /// client's answers reach the backend.
+    pub async fn resume_seats(&self, session_id: &str) {
+        let seats: Vec<_> = self.calls.iter().filter(|r| r.session.id == session_id).filter_map(|r| r.seat.clone()).collect();
+        for seat in seats {
+            seat.resume().await;
+        }
     }
 
     /// Answers a client's `initialize`: negotiates the version, builds the

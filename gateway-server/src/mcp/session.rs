@@ -258,7 +258,8 @@ impl Session {
     /// (everything passes when it set none).
     pub fn wants_log(&self, level: &str) -> bool {
         match self.log_level.lock().as_deref() {
-            None => true,
+            // 2026-07-28 clients get log messages only when they asked for a level.
+            None => !gatehouse_proto::mcp::is_stateless_version(&self.protocol_version),
             Some(min) => severity(level) >= severity(min),
         }
     }

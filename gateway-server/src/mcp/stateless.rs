@@ -319,6 +319,9 @@ async fn call(st: &AppState, caller: &Caller, scope: Scope, req: Request, meta: 
         None => start(&st.hub, caller, scope, session_req, &meta),
     };
     call.expires = Instant::now() + st.hub.settings().request_timeout;
+    if round.state.is_some() {
+        st.hub.resume_seats(&call.session.id).await;
+    }
     let RoundTrip { responses, .. } = round;
     for (key, value) in responses {
         if let Some(r) = call.asked.remove(&key) {
@@ -437,6 +440,7 @@ async fn drive(hub: Arc<Hub>, mut call: Call, id: RequestId, out: mpsc::Sender<M
 /// Parks the call and answers with an `InputRequiredResult` for its open requests.
 async fn ask(hub: &Hub, call: Call, id: RequestId, out: &mpsc::Sender<Message>) {
     let requests = call.asked.clone();
+    let session_id = call.session.id.clone();
     // Each parked call holds a backend call open: as many as sessions at most.
     let Some(state) = hub.stateless.park(call, hub.settings().max_sessions, hub.settings().request_timeout) else {
         let e = ErrorObject::new(code::INTERNAL_ERROR, "Too many requests are waiting for their client's input; try again later")
@@ -444,6 +448,8 @@ async fn ask(hub: &Hub, call: Call, id: RequestId, out: &mpsc::Sender<Message>) 
         let _ = out.send(Message::Response(gatehouse_proto::Response::err(Some(id), e))).await;
         return;
     };
+    // The backend waits for this client now: others may use the connection.
+    hub.suspend_seats(&session_id);
     let result = era::input_required(&requests, &state);
     if out.send(Message::Response(gatehouse_proto::Response::ok(id, result))).await.is_err() {
         // Nobody will retry with this state.

@@ -38,7 +38,7 @@ async fn conformance_suite_passes_through_the_hub() {
     assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
     // The suite cannot send credentials: this hub lets keyless callers in.
     let hub = TestHub::start(&format!(
-        "[auth]\nanonymous_user = \"conformance\"\n[mcp]\nsse_after_ms = 0\nsse_close_after_ms = 50\nrequest_timeout_secs = 8\n[[backends]]\nname = \"fixture\"\ntransport = \"stdio\"\ncommand = \"{}\"\n",
+        "[auth]\nanonymous_user = \"conformance\"\n[mcp]\nsse_after_ms = 0\nsse_close_after_ms = 50\n[[backends]]\nname = \"fixture\"\ntransport = \"stdio\"\ncommand = \"{}\"\n",
         bin.display()
     ))
     .await;
