@@ -569,7 +569,8 @@ impl Limits {
                 scope: r.scope,
                 match_value: r.match_value.clone(),
                 window: r.window,
-                unit: if r.max_tokens.is_some() { Unit::Tokens } else { Unit::Requests },
+                // Validated at load: exactly one maximum is set.
+                unit: rule_max(r.max_requests, r.max_tokens).map_or(Unit::Requests, |(unit, _)| unit),
                 max_requests: r.max_requests,
                 max_tokens: r.max_tokens,
                 enabled: r.enabled,

@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use dashmap::mapref::one::RefMut;
 
 use super::Window;
 
@@ -223,13 +224,39 @@ impl MemoryStore {
         (slot, into)
     }
 
-    fn judge(&self, c: &mut Counter, window: Window, max: u64, now: Instant) -> Option<HitResult> {
+    /// Brings `c` to `now`: expires what left the window; starts over when
+    /// the rule's window changed. Returns how far into its slot `now` is.
+    fn catch_up(&self, c: &mut Counter, window: Window, now: Instant) -> Duration {
         let (slot, into) = self.slot(window, now);
         if c.window != window {
             // The rule's window changed: its history means nothing now.
             *c = Counter::new(window, slot);
         }
         c.advance(slot);
+        into
+    }
+
+    /// The counter of `key`, created when absent; `None` when the table is
+    /// full even after evicting idle counters.
+    fn counter(&self, key: CounterKey<'_>, window: Window, now: Instant) -> Option<RefMut<'_, OwnedKey, Counter>> {
+        if let Some(c) = self.map.get_mut(&key as &dyn KeyView) {
+            return Some(c);
+        }
+        if self.map.len() >= self.max_counters {
+            self.evict_idle(now);
+            if self.map.len() >= self.max_counters {
+                self.warn_full(now);
+                return None;
+            }
+        }
+        let (slot, _) = self.slot(window, now);
+        let owned = OwnedKey { rule: key.rule.into(), subject: key.subject.into() };
+        // Another caller may have inserted it meanwhile: the entry API settles that.
+        Some(self.map.entry(owned).or_insert_with(|| Counter::new(window, slot)))
+    }
+
+    fn judge(&self, c: &mut Counter, window: Window, max: u64, now: Instant) -> Option<HitResult> {
+        let into = self.catch_up(c, window, now);
         (c.total >= max).then(|| HitResult::Refused { count: c.total, retry_after: c.retry_after(max, window.slot_len(), into) })
     }
 
@@ -268,24 +295,9 @@ impl LimitStore for MemoryStore {
         if max == 0 {
             return HitResult::Refused { count: 0, retry_after: window.duration() };
         }
-        if let Some(mut c) = self.map.get_mut(&key as &dyn KeyView) {
-            if let Some(refused) = self.judge(&mut c, window, max, now) {
-                return refused;
-            }
-            Self::record(&mut c);
-            return HitResult::Allowed { count: c.total };
-        }
-        if self.map.len() >= self.max_counters {
-            self.evict_idle(now);
-            if self.map.len() >= self.max_counters {
-                self.warn_full(now);
-                return HitResult::Allowed { count: 1 };
-            }
-        }
-        let (slot, _) = self.slot(window, now);
-        let owned = OwnedKey { rule: key.rule.into(), subject: key.subject.into() };
-        // Another caller may have inserted it meanwhile: the entry API settles that.
-        let mut c = self.map.entry(owned).or_insert_with(|| Counter::new(window, slot));
+        let Some(mut c) = self.counter(key, window, now) else {
+            return HitResult::Allowed { count: 1 };
+        };
         if let Some(refused) = self.judge(&mut c, window, max, now) {
             return refused;
         }
@@ -294,25 +306,8 @@ impl LimitStore for MemoryStore {
     }
 
     fn add(&self, key: CounterKey<'_>, window: Window, n: u64, now: Instant) {
-        let (slot, _) = self.slot(window, now);
-        let mut c = match self.map.get_mut(&key as &dyn KeyView) {
-            Some(c) => c,
-            None => {
-                if self.map.len() >= self.max_counters {
-                    self.evict_idle(now);
-                    if self.map.len() >= self.max_counters {
-                        self.warn_full(now);
-                        return;
-                    }
-                }
-                let owned = OwnedKey { rule: key.rule.into(), subject: key.subject.into() };
-                self.map.entry(owned).or_insert_with(|| Counter::new(window, slot))
-            }
-        };
-        if c.window != window {
-            *c = Counter::new(window, slot);
-        }
-        c.advance(slot);
+        let Some(mut c) = self.counter(key, window, now) else { return };
+        self.catch_up(&mut c, window, now);
         Self::record_n(&mut c, n);
     }
 
