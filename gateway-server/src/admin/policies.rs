@@ -156,6 +156,7 @@ async fn create_rule(
     ctx.require(Permission::PoliciesWrite)?;
     let (spec, position) = body.map_err(bad_json)?.0.split();
     let rule = st.policy.create_rule(&spec, position).await?;
+    st.hub.notify_tools_changed(None);
     tracing::info!(by = %ctx.username, rule = %rule.name, position = rule.position, effect = %rule.effect, "policy rule created");
     Ok((StatusCode::CREATED, Json(rule)))
 }
@@ -189,6 +190,7 @@ async fn put_rule(
     let id = path_param(id, "rule id")?;
     let (spec, position) = body.map_err(bad_json)?.0.split();
     let rule = st.policy.update_rule(&id, &spec, position).await?;
+    st.hub.notify_tools_changed(None);
     tracing::info!(by = %ctx.username, rule = %rule.name, position = rule.position, "policy rule updated");
     Ok(Json(rule))
 }
@@ -201,6 +203,7 @@ async fn delete_rule(State(st): State<AppState>, ctx: AdminCtx, id: Result<Path<
     ctx.require(Permission::PoliciesWrite)?;
     let id = path_param(id, "rule id")?;
     let rule = st.policy.delete_rule(&id).await?;
+    st.hub.notify_tools_changed(None);
     tracing::info!(by = %ctx.username, rule = %rule.name, "policy rule deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -225,6 +228,7 @@ async fn reorder_rules(
     ctx.require(Permission::PoliciesWrite)?;
     let Json(body) = body.map_err(bad_json)?;
     let items = st.policy.reorder(&body.ids).await?;
+    st.hub.notify_tools_changed(None);
     tracing::info!(by = %ctx.username, rules = items.len(), "policy rules reordered");
     Ok(Json(RuleList { items }))
 }
@@ -438,6 +442,7 @@ async fn put_visibility(
     let backend = path_param(backend, "backend")?;
     let Json(b) = body.map_err(bad_json)?;
     let v = st.policy.set_visibility(&backend, &b.roles, &b.users).await?;
+    st.hub.notify_list_changed_all();
     tracing::info!(by = %ctx.username, backend = %backend, roles = ?v.roles, users = v.users.len(), "backend visibility restricted");
     Ok(Json(VisibilityView::of(&backend, Some(v))))
 }
@@ -455,6 +460,7 @@ async fn delete_visibility(
     let backend = path_param(backend, "backend")?;
     if st.policy.clear_visibility(&backend).await? {
         tracing::info!(by = %ctx.username, backend = %backend, "backend visibility restriction removed");
+        st.hub.notify_list_changed_all();
     }
     Ok(Json(VisibilityView::of(&backend, None)))
 }

@@ -172,6 +172,7 @@ async fn patch_tool(
             by = %ctx.username, tool = %after.exposed_name, enabled = after.enabled, risk_override = ?after.risk_override.map(Risk::as_str),
             "tool settings changed"
         );
+        st.hub.notify_tools_changed(Some(&after.backend));
     }
     Ok(Json(after))
 }
@@ -189,5 +190,8 @@ async fn approve_tool(
     ctx.require(Permission::ToolsWrite)?;
     let id = path_id(id)?;
     st.registry.approve(&id, &ctx.username).await?;
-    Ok(Json(st.registry.get(&id).await?))
+    let tool = st.registry.get(&id).await?;
+    // A held tool comes back into the lists.
+    st.hub.notify_tools_changed(Some(&tool.backend));
+    Ok(Json(tool))
 }

@@ -355,7 +355,7 @@ impl Hub {
             }
         }
         self.rebuild_catalog();
-        self.notify_list_changed_all();
+        self.notify_list_changed(&backend.name);
         let b = backend.clone();
         tokio::spawn(async move { b.shut_down().await });
         true
@@ -368,7 +368,7 @@ impl Hub {
             Some(b) => {
                 b.shut_down().await;
                 self.rebuild_catalog();
-                self.notify_list_changed_all();
+                self.notify_list_changed(name);
                 true
             }
             None => false,
@@ -534,7 +534,7 @@ impl Hub {
         self.rebuild_catalog();
         for (did, m) in changed {
             if did {
-                self.broadcast(|s| s.scope == Scope::Aggregate, &Notification::new(m, None));
+                self.broadcast(|s| self.sees(s, &b.name), &Notification::new(m, None));
             }
         }
     }
@@ -568,7 +568,37 @@ impl Hub {
         *self.catalog.write() = Arc::new(cat);
     }
 
-    /// Tells every aggregate session that every list may have changed.
+    /// Whether aggregate session `s` can see `backend` (agent sharing and
+    /// policy, for the user that opened the session).
+    fn sees(&self, s: &Session, backend: &str) -> bool {
+        s.scope == Scope::Aggregate && self.gate.backend_visible(Asker { principal: &s.principal, client_app: s.client_app() }, backend)
+    }
+
+    /// Tells the aggregate sessions that can see `backend` that every list may have changed.
+    fn notify_list_changed(&self, backend: &str) {
+        for m in [method::TOOLS_LIST_CHANGED, method::PROMPTS_LIST_CHANGED, method::RESOURCES_LIST_CHANGED] {
+            self.broadcast(|s| self.sees(s, backend), &Notification::new(m, None));
+        }
+    }
+
+    /// Tells the sessions whose tool list governance just changed (a tool
+    /// enabled, disabled or approved on `backend`; a policy rule, everywhere
+    /// when `None`) to list their tools again. Backend-scoped sessions hear it
+    /// too: the hub filters their lists as well.
+    pub fn notify_tools_changed(&self, backend: Option<&str>) {
+        let n = Notification::new(method::TOOLS_LIST_CHANGED, None);
+        self.broadcast(
+            |s| match (backend, &s.scope) {
+                (None, _) => true,
+                (Some(b), Scope::Backend(name)) => **name == *b,
+                (Some(b), Scope::Aggregate) => self.sees(s, b),
+            },
+            &n,
+        );
+    }
+
+    /// Tells every aggregate session that every list may have changed (when
+    /// who sees what changed, e.g. an agent's sharing).
     pub fn notify_list_changed_all(&self) {
         for m in [method::TOOLS_LIST_CHANGED, method::PROMPTS_LIST_CHANGED, method::RESOURCES_LIST_CHANGED] {
             self.broadcast(|s| s.scope == Scope::Aggregate, &Notification::new(m, None));
@@ -1187,7 +1217,7 @@ impl Hub {
     /// result and creates the session owned by `owner`.
     pub async fn start_session(
         &self,
-        principal: &Principal,
+        principal: &Arc<Principal>,
         scope: Scope,
         req: &Request,
     ) -> Result<(Arc<Session>, Box<RawValue>), InitError> {
@@ -1196,7 +1226,6 @@ impl Hub {
         {
             return Err(InitError::Rpc(unknown("backend", name)));
         }
-        let owner = principal.user_id.clone();
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct InitParams {
@@ -1209,7 +1238,7 @@ impl Hub {
         let params: InitParams = req.params_as().map_err(InitError::Rpc)?;
         let version = mcp::negotiate(&params.protocol_version);
         let result = self.initialize_result(&scope, version).await.map_err(InitError::Rpc)?;
-        let session = self.sessions.create(owner, scope, version.to_owned(), params.client_info, params.capabilities)?;
+        let session = self.sessions.create(principal.clone(), scope, version.to_owned(), params.client_info, params.capabilities)?;
         let hub = self.me.clone();
         let ended = session.clone();
         tokio::spawn(async move {

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::stream::EventStream;
+use crate::auth::Principal;
 
 /// Default number of messages each stream keeps for replay.
 pub const DEFAULT_REPLAY_EVENTS: usize = 256;
@@ -57,6 +58,9 @@ pub struct Session {
     pub id: String,
     /// The user that created it; only that user may use it.
     pub owner: String,
+    /// Who created it, as authenticated then: decides which backends the
+    /// session hears about (`list_changed` goes only where it can see).
+    pub principal: Arc<Principal>,
     pub scope: Scope,
     pub protocol_version: String,
     pub client_info: Value,
@@ -83,10 +87,18 @@ pub struct Session {
 const DETACHED_REPLAY: usize = 16;
 
 impl Session {
-    fn new(owner: String, scope: Scope, protocol_version: String, client_info: Value, client_capabilities: Value, replay: usize) -> Self {
+    fn new(
+        principal: Arc<Principal>,
+        scope: Scope,
+        protocol_version: String,
+        client_info: Value,
+        client_capabilities: Value,
+        replay: usize,
+    ) -> Self {
         Self {
             id: new_session_id(),
-            owner,
+            owner: principal.user_id.clone(),
+            principal,
             scope,
             protocol_version,
             client_info,
@@ -109,8 +121,14 @@ impl Session {
     /// A session outside the registry: it carries one stateless (2026-07-28)
     /// call through the router, with the capabilities that request declared,
     /// and receives no broadcasts.
-    pub fn detached(owner: String, scope: Scope, protocol_version: String, client_info: Value, client_capabilities: Value) -> Arc<Self> {
-        Arc::new(Self::new(owner, scope, protocol_version, client_info, client_capabilities, DETACHED_REPLAY))
+    pub fn detached(
+        principal: Arc<Principal>,
+        scope: Scope,
+        protocol_version: String,
+        client_info: Value,
+        client_capabilities: Value,
+    ) -> Arc<Self> {
+        Arc::new(Self::new(principal, scope, protocol_version, client_info, client_capabilities, DETACHED_REPLAY))
     }
 
     pub fn touch(&self) {
@@ -314,7 +332,7 @@ impl Sessions {
 
     pub fn create(
         &self,
-        owner: String,
+        principal: Arc<Principal>,
         scope: Scope,
         protocol_version: String,
         client_info: Value,
@@ -326,7 +344,7 @@ impl Sessions {
                 return Err(TooManySessions(self.max));
             }
         }
-        let s = Arc::new(Session::new(owner, scope, protocol_version, client_info, client_capabilities, self.replay));
+        let s = Arc::new(Session::new(principal, scope, protocol_version, client_info, client_capabilities, self.replay));
         self.map.insert(s.id.clone(), s.clone());
         Ok(s)
     }
@@ -387,10 +405,22 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    fn who(user: &str) -> Arc<Principal> {
+        Arc::new(Principal {
+            user_id: user.into(),
+            username: user.into(),
+            role: crate::store::Role::Developer,
+            key_id: String::new(),
+            key_name: String::new(),
+            surfaces: vec![],
+            tools: vec![],
+        })
+    }
+
     #[test]
     fn sessions_belong_to_their_owner_and_end() {
         let s = Sessions::new(10, Duration::from_secs(60));
-        let a = s.create("alice".into(), Scope::Aggregate, "2025-11-25".into(), Value::Null, serde_json::json!({"sampling":{}})).unwrap();
+        let a = s.create(who("alice"), Scope::Aggregate, "2025-11-25".into(), Value::Null, serde_json::json!({"sampling":{}})).unwrap();
         assert_eq!(a.id.len(), 32);
         assert!(s.get(&a.id, "bob").is_none());
         assert!(s.get(&a.id, "alice").is_some());
@@ -405,18 +435,18 @@ mod tests {
     #[test]
     fn limit_and_idle_reaping() {
         let s = Sessions::new(1, Duration::ZERO);
-        s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        s.create(who("a"), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
         // The idle one is reaped to make room.
-        s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        s.create(who("a"), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
         let s = Sessions::new(1, Duration::from_secs(3600));
-        s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
-        assert!(s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).is_err());
+        s.create(who("a"), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        assert!(s.create(who("a"), Scope::Aggregate, "v".into(), Value::Null, Value::Null).is_err());
     }
 
     #[test]
     fn replies_and_cancellation() {
         let s = Sessions::new(4, Duration::from_secs(60));
-        let a = s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        let a = s.create(who("a"), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
         let (id, mut rx) = a.expect_reply();
         assert!(a.deliver_reply(&id, Err(ErrorObject::internal("x"))));
         assert!(rx.try_recv().unwrap().is_err());
@@ -430,7 +460,7 @@ mod tests {
     #[test]
     fn log_levels() {
         let s = Sessions::new(4, Duration::from_secs(60));
-        let a = s.create("a".into(), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
+        let a = s.create(who("a"), Scope::Aggregate, "v".into(), Value::Null, Value::Null).unwrap();
         assert!(a.wants_log("debug"));
         a.set_log_level("warning".into());
         assert!(!a.wants_log("info"));

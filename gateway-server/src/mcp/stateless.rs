@@ -347,7 +347,7 @@ async fn call(st: &AppState, caller: &Caller, scope: Scope, req: Request, meta: 
 /// Starts the router on a new call.
 fn start(hub: &Arc<Hub>, caller: &Caller, scope: Scope, req: Request, meta: &RequestMeta) -> Call {
     let session =
-        Session::detached(caller.owner(), scope, mcp::V2026_07_28.to_owned(), meta.client_info.clone(), meta.capabilities.clone());
+        Session::detached(caller.principal.clone(), scope, mcp::V2026_07_28.to_owned(), meta.client_info.clone(), meta.capabilities.clone());
     if let Some(level) = &meta.log_level {
         session.set_log_level(level.clone());
     }
@@ -470,7 +470,7 @@ async fn listen(st: &AppState, caller: &Caller, scope: Scope, req: Request, meta
         Err(e) => return fail(StatusCode::OK, &req.id, e),
     };
     let mut honoured = era::honoured_filter(&requested, &capabilities);
-    let session = match st.hub.sessions.create(caller.owner(), scope, mcp::V2026_07_28.to_owned(), meta.client_info, meta.capabilities) {
+    let session = match st.hub.sessions.create(caller.principal.clone(), scope, mcp::V2026_07_28.to_owned(), meta.client_info, meta.capabilities) {
         Ok(s) => s,
         Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, &req.id, ErrorObject::internal(e)),
     };

@@ -292,3 +292,82 @@ async fn admin_changes_are_audited_with_secrets_redacted() {
     assert_eq!(refused["decision"], "deny", "{refused}");
     assert_eq!(refused["username"], "vic", "{refused}");
 }
+
+/// Everything a session's GET stream carries, collected in the background.
+struct GetStream(std::sync::Arc<parking_lot::Mutex<String>>);
+
+impl GetStream {
+    async fn open(c: &Client) -> Self {
+        use futures::StreamExt;
+        let resp = reqwest::Client::new()
+            .get(&c.url)
+            .header("accept", "text/event-stream")
+            .header("authorization", format!("Bearer {}", c.key.clone().unwrap()))
+            .header("mcp-session-id", c.session.clone().unwrap())
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            let mut body = resp.bytes_stream();
+            while let Some(Ok(chunk)) = body.next().await {
+                sink.lock().push_str(&String::from_utf8_lossy(&chunk));
+            }
+        });
+        Self(seen)
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.0.lock().matches(needle).count()
+    }
+
+    /// Waits until `needle` appeared `n` times.
+    async fn wait_for(&self, needle: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while self.count(needle) < n {
+            assert!(tokio::time::Instant::now() < deadline, "waited for {n}× {needle}; the stream carried: {}", self.0.lock());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_changed_reaches_only_the_sessions_that_see_the_backend() {
+    const CHANGED: &str = "notifications/tools/list_changed";
+    let hub = TestHub::start(&format!("{}{}", governed("private"), governed("open"))).await;
+    hub.wait_backend("private").await;
+    hub.wait_backend("open").await;
+    let (status, body) = hub.api("PUT", "/visibility/private", Some(json!({ "users": ["alice"] }))).await;
+    assert_eq!(status, 200, "{body}");
+    let mut alice = session(&hub, &user_with_key(&hub, "alice", "developer", &[]).await).await;
+    let mut bob = session(&hub, &user_with_key(&hub, "bob", "developer", &[]).await).await;
+    assert!(listed_tools(&mut alice).await.contains("private__mutate"));
+    assert!(!listed_tools(&mut bob).await.contains("private__mutate"));
+    let (a, b) = (GetStream::open(&alice).await, GetStream::open(&bob).await);
+
+    // The private backend changes a tool: only alice hears of it.
+    assert!(call_error(&mut alice, "private__mutate").await.is_none());
+    a.wait_for(CHANGED, 1).await;
+    // The open backend changes a tool: both hear of it, and bob's first
+    // notification is this one (the broadcast above pushed to every stream
+    // before alice's arrived, so a leak would already be on bob's stream).
+    assert!(call_error(&mut bob, "open__mutate").await.is_none());
+    a.wait_for(CHANGED, 2).await;
+    b.wait_for(CHANGED, 1).await;
+    assert_eq!(b.count(CHANGED), 1, "bob heard about a backend he cannot see");
+
+    // Disabling a tool changes the lists of those who see it, at once.
+    let id = tool_id(&hub, "private", "read_notes").await;
+    let (status, _) = hub.api("PATCH", &format!("/tools/{id}"), Some(json!({ "enabled": false }))).await;
+    assert_eq!(status, 200);
+    a.wait_for(CHANGED, 3).await;
+    let id = tool_id(&hub, "open", "read_notes").await;
+    let (status, _) = hub.api("PATCH", &format!("/tools/{id}"), Some(json!({ "enabled": false }))).await;
+    assert_eq!(status, 200);
+    b.wait_for(CHANGED, 2).await;
+    a.wait_for(CHANGED, 4).await;
+    assert_eq!(b.count(CHANGED), 2, "bob heard about a tool of a backend he cannot see");
+}
