@@ -260,8 +260,9 @@ async fn respond(
         let work = requests.into_iter().map(|r| {
             let (hub, session, principal, tx) = (hub.clone(), session.clone(), principal.clone(), tx.clone());
             async move {
-                let resp = hub.handle_request(&session, &principal, r, &tx).await;
-                let _ = tx.send(Message::Response(resp)).await;
+                if let Some(resp) = hub.answer(&session, &principal, r, &tx).await {
+                    let _ = tx.send(Message::Response(resp)).await;
+                }
             }
         });
         futures::future::join_all(work).await;
@@ -308,7 +309,8 @@ async fn respond(
             _ => {}
         }
     }
-    rpc_error(StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL_ERROR, "The request ended without a response")
+    // Every request ended; the client cancelled the ones without an answer.
+    if replies.is_empty() { StatusCode::ACCEPTED.into_response() } else { json_response(encode_replies(&replies, batch), None) }
 }
 
 /// Answers one request with a resumable SSE stream: `head` first, then what

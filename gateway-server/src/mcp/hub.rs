@@ -809,6 +809,20 @@ impl Hub {
         }
     }
 
+    /// [`Hub::handle_request`], and `None` instead of the answer when the
+    /// client cancelled the request meanwhile (`notifications/cancelled`).
+    pub async fn answer(
+        &self,
+        session: &Arc<Session>,
+        principal: &Principal,
+        req: Request,
+        sink: &mpsc::Sender<Message>,
+    ) -> Option<Response> {
+        let resp = self.handle_request(session, principal, req, sink).await;
+        let withdrawn = resp.id.as_ref().is_some_and(|id| session.take_withdrawn(id));
+        (!withdrawn).then_some(resp)
+    }
+
     /// Handles one client request; messages about it before its response
     /// (progress, logging, sampling, ...) go to `sink`.
     pub async fn handle_request(

@@ -148,8 +148,9 @@ async fn dispatch(hub: Arc<Hub>, conn: &Arc<LegacyConn>, session: Arc<Session>, 
             let tx = conn.tx.clone();
             let principal = conn.principal.clone();
             tokio::spawn(async move {
-                let resp = hub.handle_request(&session, &principal, req, &tx).await;
-                let _ = tx.send(Message::Response(resp)).await;
+                if let Some(resp) = hub.answer(&session, &principal, req, &tx).await {
+                    let _ = tx.send(Message::Response(resp)).await;
+                }
             });
         }
         Message::Notification(n) => hub.handle_notification(&session, n).await,

@@ -76,6 +76,8 @@ pub struct Session {
     replay: usize,
     pending: Mutex<HashMap<RequestId, oneshot::Sender<ClientReply>>>,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
+    /// Calls the client cancelled while in flight: their answers are not sent.
+    withdrawn: Mutex<HashSet<RequestId>>,
     subscriptions: Mutex<HashSet<String>>,
     log_level: Mutex<Option<String>>,
     next_id: AtomicI64,
@@ -111,6 +113,7 @@ impl Session {
             replay,
             pending: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            withdrawn: Mutex::new(HashSet::new()),
             subscriptions: Mutex::new(HashSet::new()),
             log_level: Mutex::new(None),
             next_id: AtomicI64::new(1),
@@ -245,15 +248,24 @@ impl Session {
         self.inflight.lock().remove(id);
     }
 
-    /// Cancels the client's call `id`; false when it is not in flight.
+    /// Cancels the client's call `id`; false when it is not in flight. Its
+    /// answer is then not sent: "the receiver of a cancellation SHOULD NOT
+    /// send a response for the cancelled request".
     pub fn cancel_call(&self, id: &RequestId) -> bool {
-        match self.inflight.lock().remove(id) {
+        let token = self.inflight.lock().remove(id);
+        match token {
             Some(t) => {
+                self.withdrawn.lock().insert(id.clone());
                 t.cancel();
                 true
             }
             None => false,
         }
+    }
+
+    /// True (once) when the client cancelled call `id` while it was in flight.
+    pub fn take_withdrawn(&self, id: &RequestId) -> bool {
+        self.withdrawn.lock().remove(id)
     }
 
     pub fn subscribe(&self, uri: &str) {
@@ -455,6 +467,8 @@ mod tests {
         assert!(a.cancel_call(&RequestId::Number(1)));
         assert!(t.is_cancelled());
         assert!(!a.cancel_call(&RequestId::Number(1)));
+        assert!(a.take_withdrawn(&RequestId::Number(1)), "a cancelled call's answer is withheld");
+        assert!(!a.take_withdrawn(&RequestId::Number(1)));
     }
 
     #[test]

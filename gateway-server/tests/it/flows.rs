@@ -262,3 +262,50 @@ async fn user_isolation_runs_one_process_per_user_until_their_last_session_ends(
     assert!(r["content"].is_array(), "{r}");
     assert_eq!(backend.process_count(), 1);
 }
+
+#[tokio::test]
+async fn a_call_the_client_cancels_gets_no_answer_and_its_stream_ends() {
+    let hub = fixture_hub().await;
+    let mut c = hub.client("/mcp");
+    c.initialize().await;
+    let call = json!({ "jsonrpc": "2.0", "id": 41, "method": "tools/call",
+        "params": { "name": "fixture__sleep", "arguments": { "ms": 20000 }, "_meta": { "progressToken": "p" } } });
+    let resp = reqwest::Client::new()
+        .post(&c.url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", hub.key))
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    // The call is running once its first progress notification arrived.
+    while !seen.contains("notifications/progress") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.expect("progress in time");
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("stream open").unwrap()));
+    }
+    let r = c.post(&json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 41, "reason": "user" } })).await;
+    assert_eq!(r.status, 202);
+    // The stream ends long before the 20 s sleep would have, and carries no answer.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await
+    .expect("the stream ended after the cancellation");
+    let answers: Vec<Value> = parse_sse(&seen)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter(|m| m.get("id") == Some(&json!(41)))
+        .collect();
+    assert!(answers.is_empty(), "a cancelled call was answered: {answers:?}");
+    // The session goes on.
+    let r = c.call("tools/call", json!({ "name": "fixture__echo", "arguments": { "x": 2 } })).await;
+    assert!(r["content"].is_array(), "{r}");
+}
