@@ -346,8 +346,13 @@ async fn call(st: &AppState, caller: &Caller, scope: Scope, req: Request, meta: 
 
 /// Starts the router on a new call.
 fn start(hub: &Arc<Hub>, caller: &Caller, scope: Scope, req: Request, meta: &RequestMeta) -> Call {
-    let session =
-        Session::detached(caller.principal.clone(), scope, mcp::V2026_07_28.to_owned(), meta.client_info.clone(), meta.capabilities.clone());
+    let session = Session::detached(
+        caller.principal.clone(),
+        scope,
+        mcp::V2026_07_28.to_owned(),
+        meta.client_info.clone(),
+        meta.capabilities.clone(),
+    );
     if let Some(level) = &meta.log_level {
         session.set_log_level(level.clone());
     }
@@ -470,10 +475,11 @@ async fn listen(st: &AppState, caller: &Caller, scope: Scope, req: Request, meta
         Err(e) => return fail(StatusCode::OK, &req.id, e),
     };
     let mut honoured = era::honoured_filter(&requested, &capabilities);
-    let session = match st.hub.sessions.create(caller.principal.clone(), scope, mcp::V2026_07_28.to_owned(), meta.client_info, meta.capabilities) {
-        Ok(s) => s,
-        Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, &req.id, ErrorObject::internal(e)),
-    };
+    let session =
+        match st.hub.sessions.create(caller.principal.clone(), scope, mcp::V2026_07_28.to_owned(), meta.client_info, meta.capabilities) {
+            Ok(s) => s,
+            Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, &req.id, ErrorObject::internal(e)),
+        };
     let (tx, rx) = mpsc::channel(LISTEN_STREAM);
     session.attach_stream(tx);
     // Resource subscriptions go through the router like resources/subscribe

@@ -289,7 +289,8 @@ async fn a_call_the_client_cancels_gets_no_answer_and_its_stream_ends() {
         let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.expect("progress in time");
         seen.push_str(&String::from_utf8_lossy(&chunk.expect("stream open").unwrap()));
     }
-    let r = c.post(&json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 41, "reason": "user" } })).await;
+    let r =
+        c.post(&json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 41, "reason": "user" } })).await;
     assert_eq!(r.status, 202);
     // The stream ends long before the 20 s sleep would have, and carries no answer.
     tokio::time::timeout(Duration::from_secs(10), async {
