@@ -997,6 +997,19 @@ export interface components {
             timeout_secs?: number | null;
             /** @description A disabled backend is kept but not started. */
             enabled?: boolean;
+            /**
+             * @description stdio: `shared` (default) runs one process for every session;
+             *     `session` one per client session; `user` one per user.
+             * @example session
+             */
+            isolation?: string | null;
+            /** @description stdio with isolation: most processes at once (default 32). */
+            max_processes?: number | null;
+            /**
+             * Format: int64
+             * @description stdio with isolation: a process with no call for this long is stopped (default 300).
+             */
+            process_idle_secs?: number | null;
         };
         /**
          * @description A backend's health.
@@ -1033,6 +1046,11 @@ export interface components {
             };
             /** Format: int64 */
             timeout_secs?: number | null;
+            /** @description stdio: `shared`, `session` or `user`. */
+            isolation: string;
+            max_processes?: number | null;
+            /** Format: int64 */
+            process_idle_secs?: number | null;
             /** @description `serverInfo` from the backend's `initialize` answer, while connected. */
             server_info?: Record<string, never> | null;
             /**

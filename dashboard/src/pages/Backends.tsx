@@ -143,6 +143,9 @@ function BackendForm({ initial, onSaved, onCancel }: { initial?: Info; onSaved: 
   const [headers, setHeaders] = useState(formatKv(initial?.headers, ": "));
   const [timeout, setTimeout_] = useState(initial?.timeout_secs ? String(initial.timeout_secs) : "");
   const [enabled, setEnabled] = useState(initial?.enabled ?? true);
+  const [isolation, setIsolation] = useState(initial?.isolation ?? "shared");
+  const [maxProcesses, setMaxProcesses] = useState(initial?.max_processes ? String(initial.max_processes) : "");
+  const [idleSecs, setIdleSecs] = useState(initial?.process_idle_secs ? String(initial.process_idle_secs) : "");
   const [result, setResult] = useState<{ text: string; kind: "ok" | "error" }>();
   const [busy, setBusy] = useState(false);
 
@@ -156,6 +159,11 @@ function BackendForm({ initial, onSaved, onCancel }: { initial?: Info; onSaved: 
       d.command = command.trim();
       d.args = args.split("\n").map((a) => a.trim()).filter(Boolean);
       d.env = e.value;
+      if (isolation !== "shared") {
+        d.isolation = isolation;
+        if (maxProcesses.trim()) d.max_processes = Number(maxProcesses);
+        if (idleSecs.trim()) d.process_idle_secs = Number(idleSecs);
+      }
     } else {
       d.url = url.trim();
       d.headers = h.value;
@@ -227,6 +235,26 @@ function BackendForm({ initial, onSaved, onCancel }: { initial?: Info; onSaved: 
               Environment (NAME=value per line; *** keeps the stored value)
               <textarea rows={2} value={env} onChange={(e) => setEnv(e.target.value)} />
             </label>
+            <label>
+              Processes
+              <select value={isolation} onChange={(e) => setIsolation(e.target.value)}>
+                <option value="shared">one, shared by every session</option>
+                <option value="session">one per client session</option>
+                <option value="user">one per user</option>
+              </select>
+            </label>
+            {isolation !== "shared" && (
+              <>
+                <label>
+                  Most processes at once
+                  <input type="number" min={1} value={maxProcesses} onChange={(e) => setMaxProcesses(e.target.value)} placeholder="32" />
+                </label>
+                <label>
+                  Stop an idle process after (seconds)
+                  <input type="number" min={1} value={idleSecs} onChange={(e) => setIdleSecs(e.target.value)} placeholder="300" />
+                </label>
+              </>
+            )}
           </>
         ) : (
           <>

@@ -31,7 +31,7 @@ use utoipa_axum::routes;
 
 use super::{AdminCtx, ApiError, ErrorBody};
 use crate::auth::roles::Permission;
-use crate::config::{BackendConfig, BackendTransport, ConfigError, redact_url_password};
+use crate::config::{BackendConfig, BackendTransport, ConfigError, Isolation, redact_url_password};
 use crate::mcp::hub::Backend;
 use crate::net::ssrf::{SsrfPolicy, check_url};
 use crate::server::AppState;
@@ -158,6 +158,17 @@ pub struct BackendDefinition {
     /// A disabled backend is kept but not started.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// stdio: `shared` (default) runs one process for every session;
+    /// `session` one per client session; `user` one per user.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "session")]
+    pub isolation: Option<Isolation>,
+    /// stdio with isolation: most processes at once (default 32).
+    #[serde(default)]
+    pub max_processes: Option<usize>,
+    /// stdio with isolation: a process with no call for this long is stopped (default 300).
+    #[serde(default)]
+    pub process_idle_secs: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -177,9 +188,9 @@ impl BackendDefinition {
             headers: self.headers,
             timeout_secs: self.timeout_secs,
             enabled: self.enabled,
-            isolation: crate::config::Isolation::Shared,
-            max_processes: None,
-            process_idle_secs: None,
+            isolation: self.isolation.unwrap_or_default(),
+            max_processes: self.max_processes,
+            process_idle_secs: self.process_idle_secs,
         }
     }
 }
@@ -207,6 +218,10 @@ pub struct BackendInfo {
     pub headers: BTreeMap<String, String>,
     pub env: BTreeMap<String, String>,
     pub timeout_secs: Option<u64>,
+    /// stdio: `shared`, `session` or `user`.
+    pub isolation: String,
+    pub max_processes: Option<usize>,
+    pub process_idle_secs: Option<u64>,
     /// `serverInfo` from the backend's `initialize` answer, while connected.
     #[schema(value_type = Option<Object>)]
     pub server_info: Option<Value>,
@@ -243,6 +258,9 @@ fn info(st: &AppState, cfg: &BackendConfig, source: BackendSource, stored: Optio
         headers: masked(&cfg.headers),
         env: masked(&cfg.env),
         timeout_secs: cfg.timeout_secs,
+        isolation: cfg.isolation.as_str().to_owned(),
+        max_processes: cfg.max_processes,
+        process_idle_secs: cfg.process_idle_secs,
         server_info: status.and_then(|s| s.init.map(|i| i.server_info.clone())),
         created_at: stored.map(|s| s.created_at),
         updated_at: stored.map(|s| s.updated_at),
@@ -377,7 +395,7 @@ async fn create_backend(
     }
     let stored = st.store.insert_backend(&cfg, &cipher(&st), Some(&ctx.username)).await?;
     if cfg.enabled {
-        st.hub.add_backend(cfg.to_upstream_spec(st.config.mcp.request_timeout()));
+        st.hub.add_backend_with(cfg.to_upstream_spec(st.config.mcp.request_timeout()), cfg.options());
     }
     tracing::info!(actor = %ctx.username, backend = %cfg.name, transport = cfg.transport.as_str(), "backend added");
     Ok((StatusCode::CREATED, Json(info(&st, &stored.config, BackendSource::Runtime, Some(&stored)))))
@@ -427,7 +445,7 @@ async fn update_backend(
     }
     st.hub.remove_backend(&name).await;
     if cfg.enabled {
-        st.hub.add_backend(cfg.to_upstream_spec(st.config.mcp.request_timeout()));
+        st.hub.add_backend_with(cfg.to_upstream_spec(st.config.mcp.request_timeout()), cfg.options());
     }
     tracing::info!(actor = %ctx.username, backend = %name, "backend replaced and restarted");
     let stored = st.store.backend_by_name(&name, &c).await?.unwrap_or(StoredBackend { config: cfg, ..old });

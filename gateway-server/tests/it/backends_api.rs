@@ -286,6 +286,7 @@ async fn runtime_stdio_backends_when_allowed() {
     let (status, body) = call(&hub, &hub.key, reqwest::Method::POST, "/backends", Some(def)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["env"]["TOKEN"], "***");
+    assert_eq!(body["isolation"], "shared");
     let (status, body) = call(
         &hub,
         &hub.key,
@@ -298,6 +299,34 @@ async fn runtime_stdio_backends_when_allowed() {
     let (status, t) = call(&hub, &hub.key, reqwest::Method::POST, "/backends/local/test", None).await;
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["ok"], true, "{t}");
+
+    // Process isolation is part of a runtime definition, and is checked.
+    for (bad, why) in [
+        (json!({ "name": "iso", "transport": "http", "url": "http://127.0.0.1:9/mcp", "isolation": "session" }), "only stdio"),
+        (json!({ "name": "iso", "transport": "stdio", "command": bin, "isolation": "per-call" }), "isolation"),
+        (json!({ "name": "iso", "transport": "stdio", "command": bin, "max_processes": 3 }), "max_processes"),
+    ] {
+        let (status, body) = call(&hub, &hub.key, reqwest::Method::POST, "/backends", Some(bad)).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(why), "{why}: {body}");
+    }
+    let def = json!({ "name": "iso", "transport": "stdio", "command": bin, "isolation": "session", "max_processes": 2 });
+    let (status, body) = call(&hub, &hub.key, reqwest::Method::POST, "/backends", Some(def)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!((body["isolation"].as_str(), body["max_processes"].as_u64()), (Some("session"), Some(2)), "{body}");
+    let backend = hub.state.hub.backend("iso").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !hub.state.hub.backend("iso").unwrap().catalog().tools.iter().any(|t| t["name"] == "echo") {
+        assert!(tokio::time::Instant::now() < deadline, "the isolated backend never listed its tools");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..2 {
+        let mut c = crate::support::Client::new(format!("{}/mcp/iso", hub.base), Some(hub.key.clone()));
+        c.initialize().await;
+        let r = c.call("tools/call", json!({ "name": "echo", "arguments": { "x": 1 } })).await;
+        assert!(r["content"].is_array(), "{r}");
+    }
+    assert_eq!(backend.process_count(), 2, "one process per session");
 }
 
 #[tokio::test]
