@@ -87,6 +87,12 @@ pub mod method {
     pub const SAMPLING_CREATE_MESSAGE: &str = "sampling/createMessage";
     pub const ELICITATION_CREATE: &str = "elicitation/create";
     pub const ROOTS_LIST: &str = "roots/list";
+    /// Tasks (2025-11-25).
+    pub const TASKS_GET: &str = "tasks/get";
+    pub const TASKS_RESULT: &str = "tasks/result";
+    pub const TASKS_LIST: &str = "tasks/list";
+    pub const TASKS_CANCEL: &str = "tasks/cancel";
+    pub const TASKS_STATUS: &str = "notifications/tasks/status";
     /// 2026-07-28: the handshake's replacement.
     pub const SERVER_DISCOVER: &str = "server/discover";
     /// 2026-07-28: the long-lived notification stream (replaces the GET stream).

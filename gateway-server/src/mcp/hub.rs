@@ -37,6 +37,7 @@ use super::floor::Holder;
 use super::gate::{Asker, Gate, Note};
 use super::pool::{BackendOptions, Instance, InstanceKey, Pool};
 use super::session::{Scope, Session, Sessions, TooManySessions};
+use super::tasks::{self, TaskBook};
 use crate::auth::Principal;
 use crate::config::Isolation;
 
@@ -222,6 +223,8 @@ pub struct Hub {
     pub gate: Arc<Gate>,
     /// Stateless (2026-07-28) calls waiting for their client's input.
     pub stateless: super::stateless::Parked,
+    /// Tasks created through the aggregate endpoint, and by whom.
+    tasks: TaskBook,
 }
 
 /// Prefix of the progress tokens the gateway substitutes upstream.
@@ -248,6 +251,7 @@ impl Hub {
             shutdown: CancellationToken::new(),
             gate,
             stateless: super::stateless::Parked::default(),
+            tasks: TaskBook::default(),
         });
         hub.spawn_reaper();
         hub
@@ -652,6 +656,19 @@ impl Hub {
                     s.push(Message::Notification(Notification::new(m.clone(), params)));
                 }
             }
+            method::TASKS_STATUS => {
+                // Only the session that created the task hears how it goes.
+                let Some(id) = RawObject::parse(params.as_deref()).ok().and_then(|o| o.get_str("taskId")) else { return };
+                let Some(owner) = self.tasks.owner(&b.name, &id) else {
+                    // A task of a backend-scoped session: the backend's own id is the client's.
+                    let n = Notification::new(m, params);
+                    self.broadcast(|s| s.scope == Scope::Backend(b.name.clone()) && inst.serves(s), &n);
+                    return;
+                };
+                let Some(s) = self.sessions.filter(|s| s.id == owner.session).pop() else { return };
+                let params = params.map(|p| tasks::expose_ids(p, &b.name));
+                s.push(Message::Notification(Notification::new(m, params)));
+            }
             method::CANCELLED => {
                 // The server withdraws one of its requests to the client: tell
                 // the client under the id it knows.
@@ -882,8 +899,29 @@ impl Hub {
                     self.check_call(who, &route.backend, &route.original, &name, note)?;
                 }
                 params.set("name", to_raw(&route.original));
-                self.forward(session, &route.backend, &req, Some(params), sink).await
+                let as_task = is_call && params.get_as::<Value>("task").is_some_and(|t| t.is_object());
+                let result = self.forward(session, &route.backend, &req, Some(params), sink).await?;
+                match tasks::created(&result).filter(|_| as_task) {
+                    Some((id, ttl)) => {
+                        self.tasks.record(&route.backend, &id, &session.owner, &session.id, ttl);
+                        Ok(tasks::expose_ids(result, &route.backend))
+                    }
+                    None => Ok(result),
+                }
             }
+            method::TASKS_GET | method::TASKS_RESULT | method::TASKS_CANCEL => {
+                let mut params = params_object(&req)?;
+                let exposed = params.get_str("taskId").ok_or_else(|| ErrorObject::invalid_params("\"taskId\" must be a string"))?;
+                note.target = Some(exposed.clone());
+                let (backend, id) = tasks::split(&exposed)
+                    .filter(|(b, id)| self.tasks.owned_by(b, id, &session.owner) && self.gate.backend_visible(who, b))
+                    .ok_or_else(|| ErrorObject::invalid_params(format!("Task not found: {exposed}")))?;
+                note.backend = Some(backend.to_owned());
+                params.set("taskId", to_raw(&id));
+                let result = self.forward(session, backend, &req, Some(params), sink).await?;
+                Ok(tasks::expose_ids(result, backend))
+            }
+            method::TASKS_LIST => self.list_tasks(session, who).await,
             method::RESOURCES_READ | method::RESOURCES_SUBSCRIBE | method::RESOURCES_UNSUBSCRIBE => {
                 let mut params = params_object(&req)?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::invalid_params("\"uri\" must be a string"))?;
@@ -959,6 +997,39 @@ impl Hub {
             }
             other => Err(ErrorObject::method_not_found(other)),
         }
+    }
+
+    /// `tasks/list` on the aggregate endpoint: the caller's own tasks on
+    /// every backend it sees that lists tasks, newest pages first per backend.
+    async fn list_tasks(&self, session: &Arc<Session>, who: Asker<'_>) -> Result<Box<RawValue>, ErrorObject> {
+        let mut all: Vec<Value> = Vec::new();
+        for b in self.backends().into_iter().filter(|b| self.gate.backend_visible(who, &b.name)) {
+            let lists = b.status().init.is_some_and(|i| i.capabilities.pointer("/tasks/list").is_some());
+            if !lists {
+                continue;
+            }
+            let Ok(inst) = self.instance_for(&b, session) else { continue };
+            let mut cursor: Option<String> = None;
+            for _ in 0..MAX_PAGES {
+                let params = cursor.as_ref().map(|c| to_raw(&json!({ "cursor": c })));
+                let Ok(raw) = inst.upstream.request(method::TASKS_LIST, params, CallOptions::default()).await else { break };
+                let Ok(mut page) = serde_json::from_str::<Map<String, Value>>(raw.get()) else { break };
+                if let Some(Value::Array(items)) = page.remove("tasks") {
+                    for mut t in items {
+                        let Some(id) = t.get("taskId").and_then(Value::as_str).map(str::to_owned) else { continue };
+                        if self.tasks.owned_by(&b.name, &id, &session.owner) {
+                            t["taskId"] = Value::String(tasks::exposed(&b.name, &id));
+                            all.push(t);
+                        }
+                    }
+                }
+                match page.remove("nextCursor") {
+                    Some(Value::String(c)) if !c.is_empty() => cursor = Some(c),
+                    _ => break,
+                }
+            }
+        }
+        Ok(to_raw(&json!({ "tasks": all })))
     }
 
     async fn dispatch_backend(
@@ -1285,6 +1356,14 @@ impl Hub {
                     },
                     "serverInfo": { "name": "gatehouse", "title": "Gatehouse", "version": env!("CARGO_PKG_VERSION") },
                 });
+                // Tasks (2025-11-25) when a backend runs tool calls as tasks.
+                let tasks = self
+                    .backends()
+                    .iter()
+                    .any(|b| b.status().init.is_some_and(|i| i.capabilities.pointer("/tasks/requests/tools/call").is_some()));
+                if tasks && version >= mcp::V2025_11_25 {
+                    result["capabilities"]["tasks"] = json!({ "list": {}, "cancel": {}, "requests": { "tools": { "call": {} } } });
+                }
                 if !instructions.is_empty() {
                     result["instructions"] = Value::String(instructions.join("\n\n"));
                 }

@@ -18,5 +18,6 @@ pub mod pool;
 pub mod session;
 pub mod stateless;
 pub mod stream;
+pub mod tasks;
 
 pub use hub::{Hub, HubSettings};

@@ -321,3 +321,52 @@ async fn session_isolation_gives_each_session_its_own_process() {
     let echo = c.call("tools/call", json!({ "name": "echo", "arguments": { "message": "room again" } })).await;
     assert_eq!(echo["content"][0]["text"], "Echo: room again");
 }
+
+/// Tasks (2025-11-25) through the aggregate endpoint: server-everything's
+/// `simulate-research-query` runs as a task; its id is the backend's, prefixed
+/// by the backend; only the user that created it can see, fetch or list it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_run_through_the_aggregate_endpoint_for_their_creator_only() {
+    let Some(peers) = Peers::find("tasks_run_through_the_aggregate_endpoint_for_their_creator_only") else { return };
+    let hub = peers.hub("").await;
+    let mut alice = hub.client("/mcp");
+    let init = alice.initialize().await;
+    assert!(init["capabilities"]["tasks"]["requests"]["tools"]["call"].is_object(), "the hub offers tasks: {init}");
+    let tools = alice.call("tools/list", json!({})).await;
+    let research = tools["tools"].as_array().unwrap().iter().find(|t| t["name"] == "everything__simulate-research-query").cloned();
+    assert_eq!(research.expect("the task tool is listed")["execution"]["taskSupport"], "required");
+
+    let created = alice
+        .call(
+            "tools/call",
+            json!({ "name": "everything__simulate-research-query", "arguments": { "topic": "gateways" }, "task": { "ttl": 60000 } }),
+        )
+        .await;
+    let id = created["task"]["taskId"].as_str().expect("a CreateTaskResult").to_owned();
+    assert!(id.starts_with("everything__"), "{created}");
+    let got = alice.call("tasks/get", json!({ "taskId": id })).await;
+    assert_eq!(got["taskId"], id.as_str(), "{got}");
+    assert!(["working", "completed"].contains(&got["status"].as_str().unwrap()), "{got}");
+    let listed = alice.call("tasks/list", json!({})).await;
+    assert!(listed["tasks"].as_array().unwrap().iter().any(|t| t["taskId"] == id.as_str()), "{listed}");
+
+    // Another user cannot see it, even knowing its id.
+    let bob_key = crate::support::create_key(&hub.state, "bob").await;
+    let mut bob = crate::support::Client::new(format!("{}/mcp", hub.base), Some(bob_key));
+    bob.initialize().await;
+    let r = bob.request("tasks/get", json!({ "taskId": id })).await;
+    assert_eq!(r.body()["error"]["code"], -32602, "{:?}", r.body());
+    let r = bob.request("tasks/cancel", json!({ "taskId": id })).await;
+    assert_eq!(r.body()["error"]["code"], -32602, "{:?}", r.body());
+    let theirs = bob.call("tasks/list", json!({})).await;
+    assert_eq!(theirs["tasks"], json!([]), "{theirs}");
+    let r = alice.request("tasks/get", json!({ "taskId": "everything__not-a-task" })).await;
+    assert_eq!(r.body()["error"]["code"], -32602, "{:?}", r.body());
+
+    // tasks/result waits for the outcome and ties it to the exposed id.
+    let result = alice.call("tasks/result", json!({ "taskId": id })).await;
+    assert!(text(&result["content"][0]["text"]).contains("Research Report: gateways"), "{result}");
+    assert_eq!(result["_meta"]["io.modelcontextprotocol/related-task"]["taskId"], id.as_str(), "{result}");
+    let done = alice.call("tasks/get", json!({ "taskId": id })).await;
+    assert_eq!(done["status"], "completed", "{done}");
+}
