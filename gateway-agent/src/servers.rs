@@ -134,8 +134,13 @@ pub fn upstream_spec(config: &ServerConfig, env: &dyn Env, opts: &ManagerOptions
             TransportSpec::Http { url: config.url.clone().unwrap_or_default(), headers }
         }
     };
-    let spec =
-        UpstreamSpec { name: config.name.clone(), transport, request_timeout: opts.request_timeout, connect_timeout: opts.connect_timeout };
+    let spec = UpstreamSpec {
+        name: config.name.clone(),
+        transport,
+        request_timeout: opts.request_timeout,
+        connect_timeout: opts.connect_timeout,
+        protocol: gatehouse_upstream::ProtocolPreference::Auto,
+    };
     (spec, problems)
 }
 

@@ -541,6 +541,7 @@ impl BackendConfig {
             transport,
             request_timeout: self.timeout_secs.map(Duration::from_secs).unwrap_or(default_timeout),
             connect_timeout: CONNECT_TIMEOUT,
+            protocol: gatehouse_upstream::ProtocolPreference::Auto,
         }
     }
 }

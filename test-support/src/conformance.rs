@@ -155,12 +155,30 @@ pub async fn run_server_suite(url: &str, spec_version: &str, out_dir: &Path, nex
 /// starts its test server and runs `command` with the server's URL appended.
 /// Returns the scenario's checks; `INFO` and `SKIPPED` checks do not count.
 pub async fn run_client_scenario(command: &str, scenario: &str, out_dir: &Path) -> Result<ScenarioResult, ConformanceError> {
+    client_scenario("@modelcontextprotocol/conformance", &[], command, scenario, out_dir).await
+}
+
+/// [`run_client_scenario`] with the 0.2.0-alpha suite package at spec
+/// version 2026-07-28 (the scenario server speaks the stateless era).
+pub async fn run_client_scenario_2026(command: &str, scenario: &str, out_dir: &Path) -> Result<ScenarioResult, ConformanceError> {
+    client_scenario("conformance-next", &["--spec-version", "2026-07-28"], command, scenario, out_dir).await
+}
+
+async fn client_scenario(
+    package: &str,
+    extra: &[&str],
+    command: &str,
+    scenario: &str,
+    out_dir: &Path,
+) -> Result<ScenarioResult, ConformanceError> {
     let Some(node) = node22() else { return Err(ConformanceError::PeersMissing) };
-    let pkg = crate::paths::npm_package("@modelcontextprotocol/conformance").ok_or(ConformanceError::PeersMissing)?;
+    let pkg = crate::paths::npm_package(package).ok_or(ConformanceError::PeersMissing)?;
     std::fs::create_dir_all(out_dir)?;
     let mut cmd = tokio::process::Command::new(node);
     cmd.arg(pkg.join("dist/index.js"))
-        .args(["client", "--command", command, "--scenario", scenario, "-o"])
+        .args(["client", "--command", command, "--scenario", scenario])
+        .args(extra)
+        .arg("-o")
         .arg(out_dir)
         .current_dir(out_dir)
         .stdin(Stdio::null())

@@ -20,14 +20,16 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::stateless::{self, Outcome, Retry};
 use crate::supervisor::Shared;
 use crate::{CallError, InitializeInfo, UpstreamEvent, channel, http, sse, stdio};
 
 /// A message on its way to the server.
 pub(crate) enum Outgoing {
     /// One of our requests. `abort` fires once the caller stopped waiting
-    /// (answered, timed out, cancelled, dropped).
-    Request { id: i64, method: String, body: String, context: Option<u64>, abort: CancellationToken },
+    /// (answered, timed out, cancelled, dropped). `headers` are extra HTTP
+    /// headers (the stateless era's routing headers).
+    Request { id: i64, method: String, body: String, headers: stateless::Headers, context: Option<u64>, abort: CancellationToken },
     /// A notification, or an answer to a server→client request.
     Oneway { body: String },
 }
@@ -74,7 +76,8 @@ impl Link {
         }
     }
 
-    /// Called once the connection is ready (streamable HTTP opens its GET stream).
+    /// Called once the connection is ready (streamable HTTP opens its GET
+    /// stream, or in the stateless era its `subscriptions/listen` stream).
     pub(crate) fn start_background(&self, conn: &Arc<Conn>) {
         if let Self::Http(l) = self {
             l.start_background(conn);
@@ -105,11 +108,19 @@ pub(crate) struct Conn {
     link: OnceLock<Link>,
     pending: Mutex<Pending>,
     down: CancellationToken,
+    /// Set once `server/discover` chose the 2026-07-28 stateless era.
+    stateless: OnceLock<Arc<stateless::State>>,
 }
 
 impl Conn {
     pub(crate) fn new(shared: Arc<Shared>) -> Arc<Self> {
-        Arc::new(Self { shared, link: OnceLock::new(), pending: Mutex::default(), down: CancellationToken::new() })
+        Arc::new(Self {
+            shared,
+            link: OnceLock::new(),
+            pending: Mutex::default(),
+            down: CancellationToken::new(),
+            stateless: OnceLock::new(),
+        })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -122,6 +133,15 @@ impl Conn {
 
     pub(crate) fn link(&self) -> Option<&Link> {
         self.link.get()
+    }
+
+    /// Switches the connection to the stateless era (after `server/discover`).
+    pub(crate) fn set_stateless(&self, state: Arc<stateless::State>) {
+        let _ = self.stateless.set(state);
+    }
+
+    pub(crate) fn stateless(&self) -> Option<&Arc<stateless::State>> {
+        self.stateless.get()
     }
 
     /// Marks the connection down: every call in flight fails now with
@@ -197,11 +217,26 @@ impl Conn {
         self.pending.lock().calls.remove(&id);
     }
 
-    /// Sends request `method` and waits for its answer, at most `timeout`.
-    /// On timeout or when `cancel` fires, tells the server with
-    /// `notifications/cancelled` (never for `initialize`, which must not be
-    /// cancelled).
+    /// Sends request `method` and waits for its answer, at most `timeout`,
+    /// in the era of the connection.
     pub(crate) async fn call(
+        self: &Arc<Self>,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        timeout: Duration,
+        cancel: Option<&CancellationToken>,
+        context: Option<u64>,
+    ) -> Result<Box<RawValue>, CallError> {
+        match self.stateless() {
+            Some(state) => self.call_stateless(&Arc::clone(state), method, params, timeout, cancel, context).await,
+            None => self.call_session(method, params, timeout, cancel, context).await,
+        }
+    }
+
+    /// A call of the session eras. On timeout or when `cancel` fires, tells
+    /// the server with `notifications/cancelled` (never for `initialize`,
+    /// which must not be cancelled).
+    async fn call_session(
         self: &Arc<Self>,
         method: &str,
         params: Option<Box<RawValue>>,
@@ -217,7 +252,7 @@ impl Conn {
         let abort = CancellationToken::new();
         let mut guard = CallGuard { conn: self, id, abort: abort.clone(), tell_server: method != method::INITIALIZE };
         let body = Message::Request(Request::new(id, method, params)).to_json();
-        let msg = Outgoing::Request { id, method: method.to_owned(), body, context, abort };
+        let msg = Outgoing::Request { id, method: method.to_owned(), body, headers: Vec::new(), context, abort };
         let exchange = async {
             link.send(self, msg).await?;
             match rx.await {
@@ -248,6 +283,106 @@ impl Conn {
         }
     }
 
+    /// A call of the 2026-07-28 stateless era: `_meta` and routing headers on
+    /// every request, `InputRequiredResult` rounds answered through the event
+    /// channel and retried, the session-era methods the era removed answered
+    /// here (`ping` becomes `server/discover`). Cancellation, timeout and
+    /// dropping the future close the request's HTTP stream, which is how this
+    /// era cancels; no `notifications/cancelled` is sent.
+    pub(crate) async fn call_stateless(
+        self: &Arc<Self>,
+        state: &Arc<stateless::State>,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        timeout: Duration,
+        cancel: Option<&CancellationToken>,
+        context: Option<u64>,
+    ) -> Result<Box<RawValue>, CallError> {
+        if let Some(answer) = state.answer_locally(method, params.as_deref()) {
+            return answer.map_err(CallError::Rpc);
+        }
+        let (method, ping) = if method == method::PING { (method::SERVER_DISCOVER, true) } else { (method, false) };
+        let rounds = async {
+            let mut retry: Option<Retry> = None;
+            for _ in 0..stateless::MAX_ROUNDS {
+                let sent =
+                    stateless::request_params(&self.shared.identity, state.log_level().as_deref(), params.as_deref(), retry.as_ref())
+                        .map_err(CallError::Rpc)?;
+                let headers = state.headers(method, Some(&sent)).map_err(CallError::Rpc)?;
+                let raw = self.exchange_stateless(method, sent, headers, context).await?;
+                match stateless::outcome(raw).map_err(CallError::Unavailable)? {
+                    Outcome::Complete(_) if ping => return Ok(to_raw(&serde_json::json!({}))),
+                    Outcome::Complete(raw) if method == method::TOOLS_LIST => return Ok(state.learn_tools(raw)),
+                    Outcome::Complete(raw) => return Ok(raw),
+                    Outcome::InputRequired { requests, state } => {
+                        let responses = self.ask_client(requests, context).await?;
+                        retry = Some(Retry { responses, state });
+                    }
+                }
+            }
+            Err(CallError::Unavailable(format!("the server asked for input more than {} times", stateless::MAX_ROUNDS)))
+        };
+        let cancelled = async {
+            match cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            answer = rounds => answer,
+            () = cancelled => Err(CallError::Cancelled),
+            () = tokio::time::sleep(timeout) => Err(CallError::Timeout(timeout)),
+        }
+    }
+
+    /// One POST of a stateless call, under a fresh id. Dropping the future
+    /// aborts the POST (its stream closes).
+    async fn exchange_stateless(
+        self: &Arc<Self>,
+        method: &str,
+        params: Box<RawValue>,
+        headers: stateless::Headers,
+        context: Option<u64>,
+    ) -> Result<Box<RawValue>, CallError> {
+        let Some(link) = self.link() else {
+            return Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "not connected".into())));
+        };
+        let id = self.shared.next_id();
+        let rx = self.register(id)?;
+        let abort = CancellationToken::new();
+        let _guard = CallGuard { conn: self, id, abort: abort.clone(), tell_server: false };
+        let body = Message::Request(Request::new(id, method, Some(params))).to_json();
+        link.send(self, Outgoing::Request { id, method: method.to_owned(), body, headers, context, abort }).await?;
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "connection closed".into()))),
+        }
+    }
+
+    /// Asks the caller side for the answers an `InputRequiredResult` wants,
+    /// all at once, as [`UpstreamEvent::Request`]s carrying the call's context.
+    /// A refused request fails the call with that error.
+    async fn ask_client(
+        self: &Arc<Self>,
+        requests: Vec<stateless::InputRequest>,
+        context: Option<u64>,
+    ) -> Result<Vec<(String, Box<RawValue>)>, CallError> {
+        let asks = requests.into_iter().map(|r| {
+            let (reply, rx) = oneshot::channel();
+            let request = Request { id: RequestId::String(r.key.clone()), method: r.method, params: r.params };
+            self.shared.emit(UpstreamEvent::Request { request, context, reply });
+            async move {
+                let answer = rx.await.unwrap_or_else(|_| Err(ErrorObject::new(code::INTERNAL_ERROR, "no client available")));
+                answer.map(|v| (r.key, v)).map_err(CallError::Rpc)
+            }
+        });
+        tokio::select! {
+            answers = futures::future::join_all(asks) => answers.into_iter().collect(),
+            () = self.down() => Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "connection closed".into()))),
+        }
+    }
+
     /// Runs request `id`, already serialized and sent by `send`, without the
     /// cancellation bookkeeping of [`Conn::call`] (used for `initialize`).
     pub(crate) async fn call_with<F, Fut>(self: &Arc<Self>, id: i64, timeout: Duration, send: F) -> Result<Box<RawValue>, CallError>
@@ -275,6 +410,12 @@ impl Conn {
         };
         if let Some(reason) = self.reason() {
             return Err(CallError::Unavailable(reason));
+        }
+        if self.stateless().is_some() {
+            // The stateless era has no client→server notifications: a
+            // cancellation closes the request's stream, and roots are asked for.
+            tracing::debug!(backend = %self.name(), %method, "not sending a notification in protocol revision 2026-07-28");
+            return Ok(());
         }
         let body = Message::Notification(Notification::new(method, params)).to_json();
         link.send(self, Outgoing::Oneway { body }).await
@@ -327,6 +468,9 @@ impl Conn {
                 if let Err(e) = payload {
                     tracing::warn!(backend = %self.name(), error = %e, "the server reported an error about a message it could not read");
                 }
+            }
+            Message::Notification(n) if n.method == method::SUBSCRIPTIONS_ACKNOWLEDGED => {
+                tracing::debug!(backend = %self.name(), "the listen stream is acknowledged");
             }
             Message::Notification(n) => {
                 self.shared.emit(UpstreamEvent::Notification { method: n.method, params: n.params, context });

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
-use gatehouse_proto::jsonrpc::Body;
+use gatehouse_proto::jsonrpc::{Body, to_raw};
 use gatehouse_proto::mcp::{header, method};
 use gatehouse_proto::{Message, Notification, Request, Response};
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -34,6 +34,7 @@ use url::Url;
 
 use crate::backoff::Backoff;
 use crate::conn::{Conn, Outgoing, excerpt};
+use crate::stateless;
 use crate::supervisor::{Shared, initialize_params};
 use crate::{CallError, InitializeInfo};
 
@@ -219,6 +220,11 @@ impl HttpLink {
     /// A request with the configured headers plus, unless `bare`, the session
     /// headers. Returns the session generation and whether a session id was sent.
     fn builder(&self, method: Method, bare: bool) -> (reqwest::RequestBuilder, u64, bool) {
+        self.builder_with(method, bare, &[])
+    }
+
+    /// [`HttpLink::builder`] plus `extra` headers (replacing any of the same name).
+    fn builder_with(&self, method: Method, bare: bool, extra: &[(HeaderName, HeaderValue)]) -> (reqwest::RequestBuilder, u64, bool) {
         let mut headers = self.headers.clone();
         let (generation, had_session) = {
             let s = self.session.lock();
@@ -237,6 +243,9 @@ impl HttpLink {
         } else if method == Method::POST {
             headers.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        for (name, value) in extra {
+            headers.insert(name.clone(), value.clone());
         }
         (self.client.request(method, self.url.clone()).headers(headers), generation, had_session)
     }
@@ -274,12 +283,12 @@ impl HttpLink {
 
     pub(crate) async fn send(self: &Arc<Self>, conn: &Arc<Conn>, msg: Outgoing) -> Result<(), CallError> {
         match msg {
-            Outgoing::Request { id, method, body, context, abort } => {
+            Outgoing::Request { id, method, body, headers, context, abort } => {
                 let (this, conn) = (Arc::clone(self), Arc::clone(conn));
                 let init = method == method::INITIALIZE;
                 self.tasks.spawn(async move {
                     tokio::select! {
-                        () = this.run_call(&conn, id, init, &body, context) => {}
+                        () = this.run_call(&conn, id, init, &body, &headers, context) => {}
                         () = abort.cancelled() => {}
                         () = conn.down() => {}
                         () = this.stop.cancelled() => {}
@@ -305,10 +314,18 @@ impl HttpLink {
 
     /// Runs one request: POST, follow the answer, re-initialize once on an
     /// expired session. The outcome reaches the caller through the pending map.
-    async fn run_call(self: &Arc<Self>, conn: &Arc<Conn>, id: i64, init: bool, body: &str, context: Option<u64>) {
+    async fn run_call(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        id: i64,
+        init: bool,
+        body: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        context: Option<u64>,
+    ) {
         let mut retried = false;
         loop {
-            let failure = match self.exchange(conn, id, body, init, context).await {
+            let failure = match self.exchange(conn, id, body, headers, init, context).await {
                 Ok(()) => return,
                 Err(f) => f,
             };
@@ -331,8 +348,16 @@ impl HttpLink {
     }
 
     /// POSTs request `id` and routes everything the answer carries.
-    async fn exchange(self: &Arc<Self>, conn: &Arc<Conn>, id: i64, body: &str, init: bool, context: Option<u64>) -> Result<(), Failure> {
-        let (builder, generation, had_session) = self.builder(Method::POST, init);
+    async fn exchange(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        id: i64,
+        body: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        init: bool,
+        context: Option<u64>,
+    ) -> Result<(), Failure> {
+        let (builder, generation, had_session) = self.builder_with(Method::POST, init, headers);
         let result = builder.body(body.to_owned()).send().await;
         if let Some(error) = self.observe(conn, &result) {
             return Err(CallError::Unavailable(error).into());
@@ -463,7 +488,7 @@ impl HttpLink {
         let body = Message::Request(Request::new(id, method::INITIALIZE, Some(initialize_params(&shared.identity)))).to_json();
         let raw = conn
             .call_with(id, self.connect_timeout, || async {
-                match self.exchange(conn, id, &body, true, None).await {
+                match self.exchange(conn, id, &body, &[], true, None).await {
                     Ok(()) => Ok(()),
                     Err(Failure::Call(e)) => Err(e),
                     Err(Failure::SessionExpired { .. }) => Err(CallError::Unavailable("HTTP 404".into())),
@@ -492,8 +517,14 @@ impl HttpLink {
     pub(crate) fn start_background(self: &Arc<Self>, conn: &Arc<Conn>) {
         let (this, conn) = (Arc::clone(self), Arc::clone(conn));
         self.tasks.spawn(async move {
+            let background = async {
+                match conn.stateless() {
+                    Some(state) => this.run_listen(&conn, state).await,
+                    None => this.run_get_stream(&conn).await,
+                }
+            };
             tokio::select! {
-                () = this.run_get_stream(&conn) => {}
+                () = background => {}
                 () = conn.down() => {}
                 () = this.stop.cancelled() => {}
             }
@@ -554,6 +585,68 @@ impl HttpLink {
                     }
                     backoff.connected_for(opened.elapsed());
                 }
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// The 2026-07-28 notification stream: a `subscriptions/listen` POST
+    /// asking for the list changes the server declared and the resources
+    /// subscribed to. Reopened with backoff when it ends and at once when the
+    /// subscriptions change; when the server refuses it (or there is nothing
+    /// to listen for) it waits for the subscriptions to change.
+    async fn run_listen(self: &Arc<Self>, conn: &Arc<Conn>, state: &Arc<stateless::State>) {
+        let mut backoff = Backoff::default();
+        let mut subscriptions = state.subscriptions();
+        loop {
+            let filter = stateless::listen_filter(&state.capabilities(), &subscriptions.borrow_and_update());
+            let Some(filter) = filter else {
+                if subscriptions.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let shared = &conn.shared;
+            let params = stateless::request_params(&shared.identity, state.log_level().as_deref(), Some(&to_raw(&filter)), None)
+                .expect("the listen filter is an object");
+            let headers = state.headers(method::SUBSCRIPTIONS_LISTEN, Some(&params)).unwrap_or_default();
+            let body = Message::Request(Request::new(shared.next_id(), method::SUBSCRIPTIONS_LISTEN, Some(params))).to_json();
+            let (builder, _, _) = self.builder_with(Method::POST, true, &headers);
+            let result = builder.body(body).send().await;
+            self.observe(conn, &result);
+            let refused = match result {
+                Err(_) => false,
+                Ok(resp) if resp.status().is_success() && kind(&resp) == Kind::Sse => {
+                    let opened = Instant::now();
+                    let (mut last_id, mut retry) = (None, None);
+                    let events = resp.bytes_stream().eventsource();
+                    tokio::select! {
+                        r = read_events(conn, events, None, None, &mut last_id, &mut retry) => {
+                            if let Err(e) = r {
+                                self.transport_failed(conn, &e);
+                            }
+                        }
+                        _ = subscriptions.changed() => {
+                            tracing::debug!(backend = %conn.name(), "resource subscriptions changed; reopening the listen stream");
+                            continue;
+                        }
+                    }
+                    backoff.connected_for(opened.elapsed());
+                    false
+                }
+                Ok(resp) if is_gateway_failure(resp.status()) => false,
+                Ok(resp) => {
+                    let status = resp.status();
+                    let why = if status.is_success() { "no event stream".to_owned() } else { error_from_response(resp).await.to_string() };
+                    tracing::debug!(backend = %conn.name(), %status, reason = %why, "the server refused subscriptions/listen");
+                    true
+                }
+            };
+            if refused {
+                if subscriptions.changed().await.is_err() {
+                    return;
+                }
+                continue;
             }
             tokio::time::sleep(backoff.next_delay()).await;
         }

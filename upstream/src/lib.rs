@@ -2,8 +2,8 @@
 //!
 //! An [`Upstream`] is a cheap, clonable handle to one MCP server reached over
 //! stdio (a child process), streamable HTTP, or the legacy HTTP+SSE transport.
-//! A supervisor task behind the handle connects, runs the `initialize`
-//! handshake, keeps the connection alive, and reconnects (restarts the child)
+//! A supervisor task behind the handle connects, runs the handshake
+//! (`server/discover` or `initialize`, see [Eras](#eras)), keeps the connection alive, and reconnects (restarts the child)
 //! with full-jitter exponential backoff ([`Backoff`]: 0.5 s doubling up to
 //! 60 s, reset after 30 s connected) when it fails. Callers send requests
 //! and notifications through the handle; everything the server sends on its
@@ -70,8 +70,60 @@
 //!   message from the server is a `message` event on that stream, and when
 //!   it ends the connection is down.
 //!
-//! The negotiated protocol version is whatever the server answered in
-//! `initialize` ([`InitializeInfo::protocol_version`]).
+//! # Eras
+//!
+//! [`UpstreamSpec::protocol`] picks the era. With [`ProtocolPreference::Auto`]
+//! (the default) a streamable HTTP connection first POSTs `server/discover`
+//! as a 2026-07-28 request; when the answer lists `2026-07-28` among
+//! `supportedVersions` the connection runs in the stateless era, otherwise
+//! (any HTTP error, a JSON-RPC error, a result without 2026-07-28) it
+//! `initialize`s as before. An "unsupported protocol version" error (-32022)
+//! whose `supported` names 2026-07-28 is tried once more. Stdio, legacy SSE
+//! and channels always use the session eras (no 2026-07-28 framing exists
+//! for them here); [`ProtocolPreference::Stateless`] on them, or against a
+//! server without a 2026-07-28 offer, fails the connection attempt, and
+//! [`ProtocolPreference::Session`] never probes. The negotiated version is
+//! [`InitializeInfo::protocol_version`]: the server's `initialize` answer,
+//! or `2026-07-28` with the `server/discover` result as
+//! [`InitializeInfo::raw`] (server info from `serverInfo` or `_meta`).
+//!
+//! In the stateless era:
+//!
+//! * Every request carries in `params._meta` the protocol version, the
+//!   `clientCapabilities` and `clientInfo` of [`ClientIdentity`] and, once
+//!   `logging/setLevel` was called, the log level; and the headers
+//!   `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` (tools/call and
+//!   prompts/get: the name; resources/read: the URI) and, for tools/call, an
+//!   `Mcp-Param-<Name>` header per argument the tool's input schema marks
+//!   with `x-mcp-header` (strings as is when plain visible ASCII, else
+//!   `=?base64?…?=`; numbers and booleans as JSON; null or missing: none).
+//!   No session, no `initialize`, no `notifications/initialized`.
+//! * `tools/list` results are passed through byte for byte, except that a
+//!   tool whose `x-mcp-header` annotations are invalid (empty, not a header
+//!   token, repeated ignoring case, or on a property that is not a string,
+//!   integer or boolean) is left out, and calling it fails with -32602.
+//!   Schemas are never dereferenced.
+//! * A result with `resultType: "input_required"` turns each `inputRequests`
+//!   entry into an [`UpstreamEvent::Request`] (id: the entry's key; context:
+//!   the call's), and the request is sent again, under a new id, with
+//!   `inputResponses` and the `requestState` exactly as received (none when
+//!   none came), for as many rounds as the server needs (at most 16). A
+//!   refused entry fails the call with that error. The caller sees only the
+//!   final result, with `resultType` taken out (every other member byte for
+//!   byte) so the session-era code above sees a plain result.
+//! * `logging/setLevel`, `resources/subscribe` and `resources/unsubscribe`
+//!   are answered by the connector (they set the `_meta` log level and the
+//!   listen stream's resources); `ping` becomes a `server/discover`;
+//!   notifications to the server are dropped (the era has none).
+//! * Cancelling, timing out or dropping a call closes its HTTP stream, which
+//!   is how this era cancels; no `notifications/cancelled` is sent.
+//! * Instead of the GET stream, a `subscriptions/listen` stream asks for the
+//!   list changes the server declared (`listChanged`) and the subscribed
+//!   resources (when it declared `subscribe`); what arrives on it surfaces as
+//!   [`UpstreamEvent::Notification`] with no context (the acknowledgement
+//!   is consumed). It is reopened with backoff when it ends, and at once when
+//!   the subscriptions change; when the server refuses it, only a change of
+//!   subscriptions reopens it. Health is the success of the HTTP requests.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -88,6 +140,7 @@ mod channel;
 mod conn;
 mod http;
 mod sse;
+mod stateless;
 mod stdio;
 mod supervisor;
 
@@ -107,6 +160,23 @@ pub struct UpstreamSpec {
     pub request_timeout: Duration,
     /// Time allowed for connecting plus the `initialize` handshake.
     pub connect_timeout: Duration,
+    /// Which protocol era to speak (streamable HTTP only; the other
+    /// transports always use the session eras).
+    pub protocol: ProtocolPreference,
+}
+
+/// Which MCP era the connector speaks with a streamable HTTP server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProtocolPreference {
+    /// Ask with `server/discover` first and speak 2026-07-28 when the server
+    /// offers it; otherwise `initialize` as in the session eras.
+    #[default]
+    Auto,
+    /// Always `initialize` (2025-03-26 … 2025-11-25).
+    Session,
+    /// Only 2026-07-28: connecting fails when `server/discover` does not
+    /// offer it, or when the transport is not streamable HTTP.
+    Stateless,
 }
 
 #[derive(Clone, Debug)]

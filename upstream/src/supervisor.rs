@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::channel;
 use crate::conn::{Conn, Link};
-use crate::{CallError, ClientIdentity, Health, InitializeInfo, Status, TransportSpec, UpstreamEvent, UpstreamSpec, http, sse, stdio};
+use crate::{
+    CallError, ClientIdentity, Health, InitializeInfo, ProtocolPreference, Status, TransportSpec, UpstreamEvent, UpstreamSpec, http, sse,
+    stateless, stdio,
+};
 
 pub(crate) struct State {
     pub health: Health,
@@ -282,9 +285,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     shared.set_stopped();
 }
 
-/// Opens the transport and runs the handshake.
+/// Opens the transport and runs the handshake: `server/discover` first
+/// when the era may be 2026-07-28, else (or when the server does not offer
+/// it) `initialize`.
 async fn connect(conn: &Arc<Conn>) -> Result<InitializeInfo, String> {
     let shared = &conn.shared;
+    let http = matches!(shared.spec.transport, TransportSpec::Http { .. });
+    let discover = match shared.spec.protocol {
+        ProtocolPreference::Session => false,
+        ProtocolPreference::Auto => http,
+        ProtocolPreference::Stateless if http => true,
+        ProtocolPreference::Stateless => return Err("protocol revision 2026-07-28 needs the streamable HTTP transport".into()),
+    };
     let link = match &shared.spec.transport {
         TransportSpec::Stdio { command, args, env, cwd } => Link::Stdio(stdio::spawn(conn, command, args, env, cwd.as_deref())?),
         TransportSpec::Http { url, headers } => Link::Http(http::HttpLink::new(shared, url, headers)?),
@@ -292,6 +304,19 @@ async fn connect(conn: &Arc<Conn>) -> Result<InitializeInfo, String> {
         TransportSpec::Channel(connector) => Link::Channel(channel::connect(conn, connector.as_ref())?),
     };
     conn.set_link(link);
+    if discover {
+        match discover_stateless(conn).await {
+            Ok((info, state)) => {
+                conn.set_stateless(state);
+                let link = conn.link().ok_or("the connection has no transport")?;
+                link.after_initialize(&info);
+                link.start_background(conn);
+                return Ok(info);
+            }
+            Err(e) if shared.spec.protocol == ProtocolPreference::Stateless => return Err(e),
+            Err(e) => tracing::debug!(backend = %shared.name(), reason = %e, "no 2026-07-28 offer; initializing"),
+        }
+    }
     let raw = conn
         .call(method::INITIALIZE, Some(initialize_params(&shared.identity)), shared.spec.connect_timeout, None, None)
         .await
@@ -308,6 +333,28 @@ async fn connect(conn: &Arc<Conn>) -> Result<InitializeInfo, String> {
     }
     link.start_background(conn);
     Ok(info)
+}
+
+/// Asks `server/discover` whether the server speaks 2026-07-28. An
+/// "unsupported version" error naming 2026-07-28 among the supported ones is
+/// worth one more try; any other error or answer means no.
+async fn discover_stateless(conn: &Arc<Conn>) -> Result<(InitializeInfo, Arc<stateless::State>), String> {
+    // Half the connect time, so a server that never answers an unknown
+    // method leaves time for `initialize`.
+    let timeout = conn.shared.spec.connect_timeout / 2;
+    let state = Arc::new(stateless::State::new());
+    let mut retried = false;
+    loop {
+        match conn.call_stateless(&state, method::SERVER_DISCOVER, None, timeout, None, None).await {
+            Ok(raw) => {
+                let info = stateless::discover_info(raw)?.ok_or("server/discover does not offer 2026-07-28")?;
+                state.set_capabilities(info.capabilities.clone());
+                return Ok((info, state));
+            }
+            Err(CallError::Rpc(e)) if !retried && stateless::offers_stateless(&e) => retried = true,
+            Err(e) => return Err(format!("server/discover failed: {e}")),
+        }
+    }
 }
 
 pub(crate) fn initialize_params(identity: &ClientIdentity) -> Box<RawValue> {

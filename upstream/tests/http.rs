@@ -208,14 +208,17 @@ async fn json_answers_sessions_headers_errors_and_delete() {
     let result = up.request("echo", Some(raw(r#"{"a": 1}"#)), CallOptions::default()).await.unwrap();
     assert_eq!(result.get(), FIXED);
 
-    // initialize goes without session headers; everything after carries them.
+    // The 2026-07-28 probe came first (the 404 sent the connector to
+    // initialize); initialize goes without session headers; everything after
+    // carries them.
+    assert_eq!(srv.posts.lock()[0].method.as_deref(), Some("server/discover"));
     let init_post = &srv.posts_of("initialize")[0];
     assert_eq!((init_post.session.as_deref(), init_post.protocol.as_deref()), (None, None));
     for p in srv.posts.lock().iter() {
         assert_eq!(p.accept.as_deref(), Some("application/json, text/event-stream"));
         assert_eq!(p.content_type.as_deref(), Some("application/json"));
         assert_eq!(p.custom.as_deref(), Some("yes"));
-        if p.method.as_deref() != Some("initialize") {
+        if !matches!(p.method.as_deref(), Some("initialize" | "server/discover")) {
             assert_eq!(p.session.as_deref(), Some("s1"), "{p:?}");
             assert_eq!(p.protocol.as_deref(), Some("2025-03-26"), "{p:?}");
         }

@@ -498,6 +498,7 @@ impl Connection {
                 transport: TransportSpec::Channel(port.clone()),
                 request_timeout: self.ctx.settings.request_timeout,
                 connect_timeout: CONNECT_TIMEOUT,
+                protocol: gatehouse_upstream::ProtocolPreference::Auto,
             };
             match hub.add_agent_backend(spec, agent.clone()) {
                 Ok(b) => {

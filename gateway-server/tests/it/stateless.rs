@@ -339,3 +339,72 @@ async fn calls_waiting_for_input_are_bounded() {
     assert_eq!(second.body()["error"]["data"]["reason"], "too_many_waiting", "{second:?}");
     assert_eq!(hub.state.hub.stateless.len(), 1);
 }
+
+/// The other direction: a session-era client (2025-11-25) in front of a
+/// backend the hub reaches in the stateless era (the fixture over HTTP offers
+/// 2026-07-28). The backend's input-required round trip becomes a real
+/// `sampling/createMessage` request on the client's stream, and the client's
+/// answer goes back as the retry's `inputResponses`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_era_client_reaches_a_stateless_backend() {
+    let (_fixture, url) = gatehouse_test_support::spawn_fixture_http(&[]).await.unwrap();
+    let hub = TestHub::start(&format!("[[backends]]\nname = \"modern\"\ntransport = \"http\"\nurl = \"{url}\"\n")).await;
+    hub.wait_backend("modern").await;
+    let init = hub.state.hub.backend("modern").unwrap().status().init.unwrap();
+    assert_eq!(init.protocol_version, V, "the backend hop runs in the stateless era");
+
+    let mut c = hub.client("/mcp");
+    let init = c
+        .request(
+            "initialize",
+            json!({ "protocolVersion": "2025-11-25", "capabilities": { "sampling": {} }, "clientInfo": { "name": "it", "version": "1" } }),
+        )
+        .await;
+    c.session = init.headers.get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(c.post(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await.status, 202);
+    let r = c.call("tools/call", json!({ "name": "modern__echo", "arguments": { "x": 1 } })).await;
+    assert!(r["content"].is_array() && r.get("resultType").is_none(), "a session-era answer: {r}");
+
+    let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": "modern__test_input_required_result_sampling", "arguments": {} } });
+    let post = |body: Value| {
+        reqwest::Client::new()
+            .post(&c.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", hub.key))
+            .header("mcp-session-id", c.session.clone().unwrap())
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&body)
+            .send()
+    };
+    let resp = post(call).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    let mut answered = false;
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let chunk = body.next().await.expect("the stream stays open until the answer").unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            for msg in seen.split("\n\n").filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data:"))) {
+                let Ok(m) = serde_json::from_str::<Value>(msg.trim()) else { continue };
+                if m["method"] == "sampling/createMessage" && !answered {
+                    assert_eq!(m["params"]["messages"][0]["content"]["text"], "What is the capital of France?", "{m}");
+                    let reply = json!({ "jsonrpc": "2.0", "id": m["id"].clone(),
+                        "result": { "role": "assistant", "content": { "type": "text", "text": "Paris" }, "model": "m", "stopReason": "endTurn" } });
+                    assert_eq!(post(reply).await.unwrap().status(), 202);
+                    answered = true;
+                }
+                if m["id"] == 7 {
+                    return m;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no answer; the stream carried: {seen}"));
+    assert!(answered, "the backend's input request reached the client: {seen}");
+    assert_eq!(done["result"]["content"][0]["text"], "LLM response: Paris", "{done}");
+    assert!(done["result"].get("resultType").is_none(), "{done}");
+}

@@ -7,12 +7,22 @@
 //! conformance client --command "target/debug/gatehouse-upstream-client" --scenario tools_call
 //! ```
 //!
-//! It connects and initializes exactly as the hub does (same client
-//! capabilities), lists the server's tools, calls each one with arguments
-//! made from its input schema, and answers the server's requests the way a
-//! client behind the hub would: elicitation accepted with the schema's
-//! defaults, a canned sampling answer, no roots. Exit status 0 when every
-//! call got an answer. Logs go to stderr.
+//! It connects exactly as the hub does (same client capabilities, same era
+//! choice: `server/discover` first, 2026-07-28 when the server offers it,
+//! else `initialize`), lists the server's tools, resources and prompts, calls
+//! each tool with arguments made from its input schema, reads each resource,
+//! gets each prompt, and answers the server's requests (in 2026-07-28 the
+//! entries of an `InputRequiredResult`) the way a client behind the hub
+//! would: elicitation accepted with the schema's defaults, a canned sampling
+//! answer, no roots. Exit status 0 when every call got an answer (a JSON-RPC
+//! error counts as one). Logs go to
+//! stderr.
+//!
+//! The suite names the scenario in `MCP_CONFORMANCE_SCENARIO` and may pass
+//! `MCP_CONFORMANCE_CONTEXT` (JSON). When the context lists `toolCalls`
+//! (name and arguments), those calls are made instead of the generated ones.
+//! `json-schema-2020-12-preservation` asks the client to echo one tool's
+//! input schema, as received, to the scenario's `json_schema_echo` tool.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,7 +31,9 @@ use anyhow::Context as _;
 use gatehouse_proto::ErrorObject;
 use gatehouse_proto::jsonrpc::to_raw;
 use gatehouse_proto::mcp::{self, method};
-use gatehouse_upstream::{CallOptions, ClientIdentity, TransportSpec, Upstream, UpstreamEvent, UpstreamSpec};
+use gatehouse_upstream::{
+    CallError, CallOptions, ClientIdentity, ProtocolPreference, TransportSpec, Upstream, UpstreamEvent, UpstreamSpec,
+};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -38,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         transport: TransportSpec::Http { url, headers: BTreeMap::new() },
         request_timeout: Duration::from_secs(20),
         connect_timeout: Duration::from_secs(10),
+        protocol: ProtocolPreference::Auto,
     };
     // What the hub says about itself to its backends.
     let identity = ClientIdentity {
@@ -53,22 +66,84 @@ async fn main() -> anyhow::Result<()> {
     outcome
 }
 
+/// The scenario that asks for the input schema echo.
+const SCHEMA_ECHO_SCENARIO: &str = "json-schema-2020-12-preservation";
+/// Its echo tool.
+const SCHEMA_ECHO_TOOL: &str = "json_schema_echo";
+
 async fn run(up: &Upstream) -> anyhow::Result<()> {
     let init = up.wait_ready(READY_WAIT).await.context("connect and initialize")?;
     eprintln!("connected: protocol {}", init.protocol_version);
-    if init.capabilities.get("tools").is_none() {
-        return Ok(());
-    }
-    let list = up.request(method::TOOLS_LIST, None, CallOptions::default()).await.context("tools/list")?;
-    let list: Value = serde_json::from_str(list.get())?;
-    for tool in list["tools"].as_array().into_iter().flatten() {
-        let Some(name) = tool["name"].as_str() else { continue };
-        let params = json!({ "name": name, "arguments": arguments_for(&tool["inputSchema"]) });
-        let result = up.request(method::TOOLS_CALL, Some(to_raw(&params)), CallOptions::default()).await;
-        match result {
-            Ok(r) => eprintln!("{name}: {}", r.get()),
-            Err(e) => anyhow::bail!("{name}: {e}"),
+    let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
+    let context: Value = std::env::var("MCP_CONFORMANCE_CONTEXT").ok().and_then(|c| serde_json::from_str(&c).ok()).unwrap_or(Value::Null);
+    let mut failed = Vec::new();
+    let mut call = async |m: &str, params: Value| match up.request(m, Some(to_raw(&params)), CallOptions::default()).await {
+        Ok(r) => {
+            eprintln!("{m} {}: {}", params["name"].as_str().or(params["uri"].as_str()).unwrap_or(""), r.get());
+            Some(r)
         }
+        // A JSON-RPC error is an answer too.
+        Err(CallError::Rpc(e)) => {
+            eprintln!("{m} {params}: {e}");
+            None
+        }
+        Err(e) => {
+            eprintln!("{m} {params}: {e}");
+            failed.push(format!("{m}: {e}"));
+            None
+        }
+    };
+    let caps = &init.capabilities;
+    if caps.get("tools").is_some()
+        && let Some(list) = call(method::TOOLS_LIST, json!({})).await
+    {
+        let list: Value = serde_json::from_str(list.get())?;
+        let tools = list["tools"].as_array().cloned().unwrap_or_default();
+        let calls: Vec<Value> = match context["toolCalls"].as_array() {
+            Some(given) => given.clone(),
+            None => tools
+                .iter()
+                .filter_map(|t| {
+                    let name = t["name"].as_str()?;
+                    let arguments = if scenario == SCHEMA_ECHO_SCENARIO && name == SCHEMA_ECHO_TOOL {
+                        let other = tools.iter().find(|o| o["name"] != SCHEMA_ECHO_TOOL)?;
+                        json!({ "schema": other["inputSchema"] })
+                    } else {
+                        arguments_for(&t["inputSchema"])
+                    };
+                    Some(json!({ "name": name, "arguments": arguments }))
+                })
+                .collect(),
+        };
+        for params in calls {
+            call(method::TOOLS_CALL, params).await;
+        }
+    }
+    if caps.get("resources").is_some()
+        && let Some(list) = call(method::RESOURCES_LIST, json!({})).await
+    {
+        let list: Value = serde_json::from_str(list.get())?;
+        for uri in list["resources"].as_array().into_iter().flatten().filter_map(|r| r["uri"].as_str()) {
+            call(method::RESOURCES_READ, json!({ "uri": uri })).await;
+        }
+    }
+    if caps.get("prompts").is_some()
+        && let Some(list) = call(method::PROMPTS_LIST, json!({})).await
+    {
+        let list: Value = serde_json::from_str(list.get())?;
+        for prompt in list["prompts"].as_array().into_iter().flatten() {
+            let Some(name) = prompt["name"].as_str() else { continue };
+            let arguments: Map<String, Value> = prompt["arguments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| Some((a["name"].as_str()?.to_owned(), json!("test"))))
+                .collect();
+            call(method::PROMPTS_GET, json!({ "name": name, "arguments": arguments })).await;
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} call(s) failed: {}", failed.len(), failed.join("; "));
     }
     Ok(())
 }

@@ -25,7 +25,13 @@ pub fn identity() -> ClientIdentity {
 }
 
 pub fn spec(name: &str, transport: TransportSpec) -> UpstreamSpec {
-    UpstreamSpec { name: name.into(), transport, request_timeout: Duration::from_secs(10), connect_timeout: Duration::from_secs(10) }
+    UpstreamSpec {
+        name: name.into(),
+        transport,
+        request_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(10),
+        protocol: Default::default(),
+    }
 }
 
 pub fn events() -> (mpsc::Sender<UpstreamEvent>, mpsc::Receiver<UpstreamEvent>) {
