@@ -19,4 +19,5 @@ pub mod policy;
 pub mod registry;
 pub mod server;
 pub mod store;
+pub mod top;
 pub mod web;

@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
         Some(Command::Admin(command)) => commands::admin::run(config, command).await,
         Some(Command::Audit(command)) => commands::audit::run(config, command).await,
         Some(Command::Agents(command)) => commands::agents::run(config, command).await,
+        Some(Command::Top(args)) => commands::top::run(config, args).await,
         Some(Command::Version) => commands::version::run(config),
     };
     match result {

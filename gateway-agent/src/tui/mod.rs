@@ -11,7 +11,6 @@
 //! `/` filters calls and logs (enter keeps it, esc clears it), `r`
 //! reconnects the tunnel, `?` shows help, `q` quits.
 
-mod terminal;
 mod view;
 
 use std::time::Duration;
@@ -22,7 +21,8 @@ use ratatui::Terminal;
 use ratatui::backend::Backend;
 use tokio::sync::mpsc;
 
-pub use terminal::{TerminalGuard, install_panic_hook};
+use gatehouse_tui::FilterInput;
+pub use gatehouse_tui::{TerminalGuard, install_panic_hook};
 
 use crate::state::{AgentState, CallRecord, LogLine, Snapshot, now_ms};
 
@@ -84,9 +84,7 @@ pub struct App {
     pub snapshot: Option<Snapshot>,
     pub focus: Focus,
     /// Applies to calls and logs (case-insensitive substring).
-    pub filter: String,
-    /// The filter line has the keyboard.
-    pub editing_filter: bool,
+    pub filter: FilterInput,
     pub help: bool,
     /// Lines scrolled up from the newest, per panel.
     pub scroll: [usize; 4],
@@ -104,8 +102,7 @@ impl App {
         Self {
             snapshot: None,
             focus: Focus::Calls,
-            filter: String::new(),
-            editing_filter: false,
+            filter: FilterInput::default(),
             help: false,
             scroll: [0; 4],
             now_ms: now_ms(),
@@ -115,7 +112,7 @@ impl App {
     }
 
     fn matches(&self, text: &str) -> bool {
-        self.filter.is_empty() || text.to_lowercase().contains(&self.filter.to_lowercase())
+        self.filter.matches(text)
     }
 
     /// Calls that pass the filter, oldest first.
@@ -162,19 +159,8 @@ impl App {
         if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
             return Action::Quit;
         }
-        if self.editing_filter {
-            match key.code {
-                KeyCode::Enter => self.editing_filter = false,
-                KeyCode::Esc => {
-                    self.editing_filter = false;
-                    self.filter.clear();
-                }
-                KeyCode::Backspace => {
-                    self.filter.pop();
-                }
-                KeyCode::Char(c) if self.filter.chars().count() < 64 => self.filter.push(c),
-                _ => {}
-            }
+        if self.filter.editing {
+            self.filter.key(key);
             self.scroll[Focus::Calls.index()] = 0;
             self.scroll[Focus::Logs.index()] = 0;
             return Action::None;
@@ -187,8 +173,8 @@ impl App {
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
             KeyCode::Char('?') => self.help = true,
-            KeyCode::Char('/') => self.editing_filter = true,
-            KeyCode::Esc => self.filter.clear(),
+            KeyCode::Char('/') => self.filter.start(),
+            KeyCode::Esc => self.filter.text.clear(),
             KeyCode::Char('r') => {
                 self.notice = Some("reconnect requested".into());
                 return Action::Reconnect;
@@ -328,13 +314,13 @@ mod tests {
         for c in "rq?".chars() {
             assert_eq!(app.handle_event(key(KeyCode::Char(c))), Action::None);
         }
-        assert_eq!(app.filter, "rq?");
+        assert_eq!(app.filter.text, "rq?");
         app.handle_event(key(KeyCode::Backspace));
         app.handle_event(key(KeyCode::Enter));
-        assert_eq!(app.filter, "rq");
-        assert!(!app.editing_filter);
+        assert_eq!(app.filter.text, "rq");
+        assert!(!app.filter.editing);
         app.handle_event(key(KeyCode::Char('/')));
         app.handle_event(key(KeyCode::Esc));
-        assert_eq!(app.filter, "");
+        assert_eq!(app.filter.text, "");
     }
 }

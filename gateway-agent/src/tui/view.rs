@@ -1,40 +1,19 @@
 //! Drawing the dashboard. Laid out for 80×24 and up: a title line, the
 //! connection, the servers, the recent calls, the logs and a key line.
 
+use gatehouse_tui::format::{clock, human_duration};
+use gatehouse_tui::widgets::{badge, header_style, help_line, help_overlay, key_line, panel, tail_range};
 use ratatui::Frame;
-use ratatui::layout::{Alignment, Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
 use super::{App, Focus};
 use crate::state::ConnState;
 
-/// `1h02m`, `3m04s`, `12s`.
-pub fn human_duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
-    }
-}
-
-/// `HH:MM:SS` (UTC) of a Unix-epoch millisecond time.
-pub fn clock(at_ms: u64) -> String {
-    let secs = i64::try_from(at_ms / 1000).unwrap_or(0);
-    chrono::DateTime::from_timestamp(secs, 0).map_or_else(|| "--:--:--".into(), |t| t.format("%H:%M:%S").to_string())
-}
-
 fn block(app: &App, title: &str, focus: Focus) -> Block<'static> {
-    let focused = app.focus == focus;
-    let style = if focused { Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD) } else { Style::new().fg(Color::DarkGray) };
-    Block::new()
-        .borders(Borders::ALL)
-        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
-        .border_style(style)
-        .title(Span::styled(format!(" {title} "), if focused { style } else { Style::new() }))
+    panel(title, app.focus == focus)
 }
 
 fn state_span(state: &ConnState, now: u64) -> Span<'static> {
@@ -78,10 +57,7 @@ pub fn render(app: &App, f: &mut Frame<'_>) {
 
 fn render_title(app: &App, f: &mut Frame<'_>, area: Rect) {
     let (agent, version) = app.snapshot.as_ref().map_or(("?", "?"), |s| (s.connection.agent.as_str(), s.version.as_str()));
-    let line = Line::from(vec![
-        Span::styled(" gateway-agent ", Style::new().add_modifier(Modifier::BOLD).fg(Color::Black).bg(Color::Cyan)),
-        Span::raw(format!(" {agent} · v{version} · {}", app.source)),
-    ]);
+    let line = Line::from(vec![badge("gateway-agent"), Span::raw(format!(" {agent} · v{version} · {}", app.source))]);
     f.render_widget(Paragraph::new(line), area);
 }
 
@@ -128,7 +104,7 @@ fn render_servers(app: &App, f: &mut Frame<'_>, area: Rect) {
         })
         .collect();
     let empty = rows.is_empty();
-    let header = Row::new(["NAME", "VIA", "STATUS", "TOOLS", "RESTARTS", "LAST ERROR"]).style(Style::new().add_modifier(Modifier::BOLD));
+    let header = Row::new(["NAME", "VIA", "STATUS", "TOOLS", "RESTARTS", "LAST ERROR"]).style(header_style());
     let widths = [
         Constraint::Length(14),
         Constraint::Length(5),
@@ -147,8 +123,11 @@ fn render_servers(app: &App, f: &mut Frame<'_>, area: Rect) {
 
 fn render_calls(app: &App, f: &mut Frame<'_>, area: Rect) {
     let calls = app.filtered_calls();
-    let title =
-        if app.filter.is_empty() { format!("Recent calls ({})", calls.len()) } else { format!("Recent calls ({}, filtered)", calls.len()) };
+    let title = if !app.filter.is_active() {
+        format!("Recent calls ({})", calls.len())
+    } else {
+        format!("Recent calls ({}, filtered)", calls.len())
+    };
     let b = block(app, &title, Focus::Calls);
     let rows: Vec<Row<'_>> = calls
         .iter()
@@ -167,7 +146,7 @@ fn render_calls(app: &App, f: &mut Frame<'_>, area: Rect) {
             Row::new(vec![Cell::from(clock(c.at_ms)), Cell::from(what), Cell::from(format!("{} ms", c.duration_ms)), Cell::from(result)])
         })
         .collect();
-    let header = Row::new(["TIME", "CALL", "TOOK", "RESULT"]).style(Style::new().add_modifier(Modifier::BOLD));
+    let header = Row::new(["TIME", "CALL", "TOOK", "RESULT"]).style(header_style());
     let widths = [Constraint::Length(8), Constraint::Length(30), Constraint::Length(9), Constraint::Fill(1)];
     f.render_widget(Table::new(rows, widths).header(header).block(b), area);
 }
@@ -176,9 +155,7 @@ fn render_logs(app: &App, f: &mut Frame<'_>, area: Rect) {
     let logs = app.filtered_logs();
     let b = block(app, "Logs", Focus::Logs);
     let visible = usize::from(area.height.saturating_sub(2));
-    let end = logs.len().saturating_sub(app.scroll[Focus::Logs.index()]);
-    let start = end.saturating_sub(visible);
-    let lines: Vec<Line<'_>> = logs[start..end]
+    let lines: Vec<Line<'_>> = logs[tail_range(logs.len(), visible, app.scroll[Focus::Logs.index()])]
         .iter()
         .map(|l| {
             let color = match l.level.as_str() {
@@ -198,57 +175,21 @@ fn render_logs(app: &App, f: &mut Frame<'_>, area: Rect) {
 }
 
 fn render_footer(app: &App, f: &mut Frame<'_>, area: Rect) {
-    let line = if app.editing_filter {
-        Line::from(vec![
-            Span::styled(" filter: ", Style::new().bold()),
-            Span::raw(format!("{}▏", app.filter)),
-            Span::raw("  (enter keep · esc clear)"),
-        ])
-    } else {
-        let mut spans = vec![Span::raw(" q quit · ? help · / filter · r reconnect · tab focus")];
-        if !app.filter.is_empty() {
-            spans.push(Span::styled(format!(" · filter \"{}\"", app.filter), Style::new().fg(Color::Yellow)));
-        }
-        if let Some(n) = &app.notice {
-            spans.push(Span::styled(format!(" · {n}"), Style::new().fg(Color::Cyan)));
-        }
-        Line::from(spans)
-    };
+    let notice = app.notice.iter().map(|n| Span::styled(format!(" · {n}"), Style::new().fg(Color::Cyan))).collect();
+    let line = key_line("q quit · ? help · / filter · r reconnect · tab focus", &app.filter, notice);
     f.render_widget(Paragraph::new(line), area);
 }
 
 fn render_help(f: &mut Frame<'_>, area: Rect) {
-    let w = area.width.min(60);
-    let h = area.height.min(15);
-    let popup = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
-    let text = vec![
-        Line::from(""),
-        Line::from("  tab / shift-tab, ← →   move between panels"),
-        Line::from("  ↑ ↓, home / end         scroll the focused panel"),
-        Line::from("  /                       filter calls and logs"),
-        Line::from("  esc                     clear the filter"),
-        Line::from("  r                       reconnect to the hub now"),
-        Line::from("  ?                       this help"),
-        Line::from("  q, ctrl-c               quit; an agent started by"),
-        Line::from("                          `gateway-agent run` stops too"),
-        Line::from(""),
-        Line::from("  any key closes this help").alignment(Alignment::Center),
+    let lines = vec![
+        help_line("tab / shift-tab, ← →", "move between panels"),
+        help_line("↑ ↓, home / end", "scroll the focused panel"),
+        help_line("/", "filter calls and logs"),
+        help_line("esc", "clear the filter"),
+        help_line("r", "reconnect to the hub now"),
+        help_line("?", "this help"),
+        help_line("q, ctrl-c", "quit; an agent started by"),
+        help_line("", "`gateway-agent run` stops too"),
     ];
-    f.render_widget(Clear, popup);
-    let b = Block::new().borders(Borders::ALL).border_type(BorderType::Double).title(" Help ").border_style(Style::new().fg(Color::Cyan));
-    f.render_widget(Paragraph::new(text).block(b).wrap(Wrap { trim: false }), popup);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_clocks() {
-        assert_eq!(human_duration(12_500), "12s");
-        assert_eq!(human_duration(184_000), "3m04s");
-        assert_eq!(human_duration(3_723_000), "1h02m");
-        assert_eq!(human_duration(90_000_000), "1d01h");
-        assert_eq!(clock(3_723_000), "01:02:03");
-    }
+    help_overlay(f, area, lines);
 }

@@ -11,6 +11,7 @@ pub mod check;
 pub mod init;
 pub mod keys;
 pub mod serve;
+pub mod top;
 pub mod version;
 
 use std::io::{IsTerminal, Write};
@@ -64,6 +65,8 @@ pub enum Command {
     /// Enroll, list and revoke agents
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
+    /// Watch a running hub: traffic, backends, agents and the live audit (admin API key)
+    Top(top::TopArgs),
     /// Print the version
     Version,
 }
@@ -145,6 +148,15 @@ mod tests {
         assert_eq!(args.username, "root");
         assert!(args.password_stdin && !args.force);
         assert!(Cli::try_parse_from(["gateway-server", "admin", "create", "--username", "root", "--password", "x"]).is_err());
+    }
+
+    #[test]
+    fn top_takes_no_key_argument() {
+        let cli = Cli::try_parse_from(["gateway-server", "top", "--url", "http://h:1", "--interval", "5", "--minutes", "15"]).unwrap();
+        let Some(Command::Top(args)) = cli.command else { panic!("top") };
+        assert_eq!((args.url.as_deref(), args.interval, args.minutes), (Some("http://h:1"), 5, 15));
+        assert!(Cli::try_parse_from(["gateway-server", "top", "--key", "gk_x"]).is_err());
+        assert!(Cli::try_parse_from(["gateway-server", "top", "--interval", "0"]).is_err());
     }
 
     #[test]

@@ -22,4 +22,5 @@ mod schemathesis;
 mod stateless;
 mod store;
 mod support;
+mod top;
 mod tunnel;

@@ -1,5 +1,5 @@
 //! Taking over and giving back the terminal: raw mode and the alternate
-//! screen while the dashboard runs, restored on exit, on error and on panic.
+//! screen while a terminal view runs, restored on exit, on error and on panic.
 
 use std::io::{self, Stdout};
 
@@ -8,7 +8,7 @@ use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_ra
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
-/// Owns the terminal while the dashboard runs; dropping it restores the terminal.
+/// Owns the terminal while a view runs; dropping it restores the terminal.
 #[derive(Debug)]
 pub struct TerminalGuard {
     pub terminal: Terminal<CrosstermBackend<Stdout>>,
