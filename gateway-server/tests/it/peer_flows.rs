@@ -27,7 +27,11 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
 const ALL_FLOWS: [&str; 9] =
     ["sampling", "elicitation", "url_elicitation", "progress", "cancel", "list_changed", "subscribe", "logging", "metadata"];
 /// The flows of a 2026-07-28 (stateless) client.
-const STATELESS_FLOWS: [&str; 6] = ["sampling", "elicitation", "url_elicitation", "progress", "cancel", "metadata"];
+/// (`list_changed` and `subscribe` through `subscriptions/listen`; server-everything
+/// logs only when subscribed to, or on a timer, neither of which belongs to a
+/// request in that era, so log levels are shown with the fixture in `stateless.rs`.)
+const STATELESS_FLOWS: [&str; 8] =
+    ["sampling", "elicitation", "url_elicitation", "progress", "cancel", "list_changed", "subscribe", "metadata"];
 
 struct Peers {
     node: PathBuf,
@@ -167,11 +171,19 @@ fn check_flow(flow: &str, r: &Value, token: &str, era: &str) -> Vec<String> {
         }
         "list_changed" => {
             expect(r["listChanged"] == true, "resources/list_changed reached the client");
+            if era == "2026-07-28" {
+                expect(text(&r["event"]).contains("ResourcesListChanged"), "as a listen stream event");
+            }
             expect(r["listed"] == true, "the merged catalog lists the new resource");
             let uri = format!("demo://resource/session/gatehouse-{token}.txt.gz");
             expect(r["links"][0]["uri"] == json!(uri) && r["links"][0]["type"] == "resource_link", "the resource link arrived intact");
         }
-        "subscribe" => expect(r["updated"] == true, "resources/updated reached the subscriber"),
+        "subscribe" => {
+            expect(r["updated"] == true, "resources/updated reached the subscriber");
+            if era == "2026-07-28" {
+                expect(text(&r["event"]).contains("ResourceUpdated"), "as a listen stream event");
+            }
+        }
         "logging" => {
             expect(r["atInfo"] == true, "an info log arrived at level info");
             expect(r["atError"] == false, "an info log did not arrive at level error");
@@ -209,9 +221,7 @@ async fn python_client_flows_through_the_hub_in_legacy_and_auto_modes() {
     let mut failures = Vec::new();
     // `auto` finds the hub's 2026-07-28 stateless front door: there,
     // server→client requests are input-required round trips, and change
-    // notifications, subscriptions and log levels belong to
-    // `subscriptions/listen` and per-request `_meta` (tests/it/stateless.rs),
-    // so it runs the flows both eras share.
+    // notifications and subscriptions come on `subscriptions/listen`.
     for (mode, era, flows) in [("legacy", "2025-11-25", &ALL_FLOWS[..]), ("auto", "2026-07-28", &STATELESS_FLOWS[..])] {
         let token = format!("{mode}{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let plan = json!({ "who": mode, "token": token, "flows": flows });

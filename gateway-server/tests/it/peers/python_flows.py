@@ -182,9 +182,31 @@ async def flow_cancel(client, seen):
     }
 
 
+STATELESS = "2026-07-28"
+
+
+async def next_event(sub, want):
+    """The first event of `sub` that `want` accepts, within 20 s."""
+    with anyio.fail_after(20):
+        async for event in sub:
+            if want(event):
+                return event
+    raise TimeoutError("the listen stream ended")
+
+
 async def flow_list_changed(client, seen):
     name = f"gatehouse-{seen.token}.txt.gz"
     uri = f"demo://resource/session/{name}"
+    if client.protocol_version == STATELESS:
+        # 2026-07-28: change notifications come on a subscriptions/listen stream.
+        async with client.listen(resources_list_changed=True) as sub:
+            result = await client.call_tool(
+                f"{PREFIX}gzip-file-as-resource", {"name": name, "data": "data:text/plain;base64,aGVsbG8gZ2F0ZWhvdXNl"}
+            )
+            event = await next_event(sub, lambda e: "resource" in type(e).__name__.lower())
+        listed = [str(r.uri) for r in (await client.list_resources()).resources]
+        links = [dump(c) for c in result.content if getattr(c, "type", None) == "resource_link"]
+        return {"listChanged": True, "event": type(event).__name__, "listed": uri in listed, "links": links}
     mark = len(seen.notifications)
     result = await client.call_tool(
         f"{PREFIX}gzip-file-as-resource", {"name": name, "data": "data:text/plain;base64,aGVsbG8gZ2F0ZWhvdXNl"}
@@ -198,6 +220,17 @@ async def flow_list_changed(client, seen):
 
 
 async def flow_subscribe(client, seen):
+    if client.protocol_version == STATELESS:
+        async with client.listen(resource_subscriptions=[FEATURES]) as sub:
+            toggled = await client.call_tool(f"{PREFIX}toggle-subscriber-updates", {})
+            try:
+                event = await next_event(sub, lambda e: str(getattr(e, "uri", "")) == FEATURES)
+                got = True
+            except TimeoutError:
+                event, got = None, False
+            finally:
+                await client.call_tool(f"{PREFIX}toggle-subscriber-updates", {})
+        return {"updated": got, "event": type(event).__name__, "toggled": texts(toggled)}
     mark = len(seen.notifications)
     await client.subscribe_resource(FEATURES)
 
