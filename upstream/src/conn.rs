@@ -260,12 +260,7 @@ impl Conn {
                 Err(_) => Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "connection closed".into()))),
             }
         };
-        let cancelled = async {
-            match cancel {
-                Some(token) => token.cancelled().await,
-                None => std::future::pending().await,
-            }
-        };
+        let cancelled = cancelled(cancel);
         tokio::select! {
             biased;
             answer = exchange => {
@@ -322,12 +317,7 @@ impl Conn {
             }
             Err(CallError::Unavailable(format!("the server asked for input more than {} times", stateless::MAX_ROUNDS)))
         };
-        let cancelled = async {
-            match cancel {
-                Some(token) => token.cancelled().await,
-                None => std::future::pending().await,
-            }
-        };
+        let cancelled = cancelled(cancel);
         tokio::select! {
             biased;
             answer = rounds => answer,
@@ -538,4 +528,12 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
         out.push('…');
     }
     out
+}
+
+/// Resolves when `token` is cancelled; never without one.
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(t) => t.cancelled().await,
+        None => std::future::pending().await,
+    }
 }

@@ -69,15 +69,7 @@ async fn list_changed_reaches_the_sessions_get_stream() {
     let hub = fixture_hub().await;
     let mut c: Client = hub.client("/mcp/fixture");
     c.initialize().await;
-    let resp = reqwest::Client::new()
-        .get(&c.url)
-        .header("accept", "text/event-stream")
-        .header("authorization", format!("Bearer {}", hub.key))
-        .header("mcp-session-id", c.session.clone().unwrap())
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
+    let resp = c.open_get_stream().await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let mut stream = resp.bytes_stream();
@@ -172,21 +164,10 @@ async fn post_streams_are_primed_closed_early_and_resumed_with_last_event_id() {
     hub.wait_backend("fixture").await;
     let mut c = hub.client("/mcp/fixture");
     c.initialize().await;
-    let resp = reqwest::Client::new()
-        .post(&c.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {}", hub.key))
-        .header("mcp-session-id", c.session.clone().unwrap())
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(
-            json!({ "jsonrpc": "2.0", "id": 42, "method": "tools/call",
-                      "params": { "name": "sleep", "arguments": { "ms": 1200 }, "_meta": { "progressToken": "q" } } })
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let resp = c
+        .post_streaming(&json!({ "jsonrpc": "2.0", "id": 42, "method": "tools/call",
+            "params": { "name": "sleep", "arguments": { "ms": 1200 }, "_meta": { "progressToken": "q" } } }))
+        .await;
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let events = parse_sse(&resp.text().await.unwrap());
     let priming = &events[0];
@@ -270,17 +251,7 @@ async fn a_call_the_client_cancels_gets_no_answer_and_its_stream_ends() {
     c.initialize().await;
     let call = json!({ "jsonrpc": "2.0", "id": 41, "method": "tools/call",
         "params": { "name": "fixture__sleep", "arguments": { "ms": 20000 }, "_meta": { "progressToken": "p" } } });
-    let resp = reqwest::Client::new()
-        .post(&c.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {}", hub.key))
-        .header("mcp-session-id", c.session.clone().unwrap())
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&call)
-        .send()
-        .await
-        .unwrap();
+    let resp = c.post_streaming(&call).await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
     let mut seen = String::new();

@@ -299,15 +299,7 @@ struct GetStream(std::sync::Arc<parking_lot::Mutex<String>>);
 impl GetStream {
     async fn open(c: &Client) -> Self {
         use futures::StreamExt;
-        let resp = reqwest::Client::new()
-            .get(&c.url)
-            .header("accept", "text/event-stream")
-            .header("authorization", format!("Bearer {}", c.key.clone().unwrap()))
-            .header("mcp-session-id", c.session.clone().unwrap())
-            .header("mcp-protocol-version", "2025-11-25")
-            .send()
-            .await
-            .unwrap();
+        let resp = c.open_get_stream().await;
         assert_eq!(resp.status(), 200);
         let seen = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
         let sink = seen.clone();

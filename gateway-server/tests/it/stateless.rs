@@ -367,18 +367,7 @@ async fn a_session_era_client_reaches_a_stateless_backend() {
 
     let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": { "name": "modern__test_input_required_result_sampling", "arguments": {} } });
-    let post = |body: Value| {
-        reqwest::Client::new()
-            .post(&c.url)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {}", hub.key))
-            .header("mcp-session-id", c.session.clone().unwrap())
-            .header("mcp-protocol-version", "2025-11-25")
-            .json(&body)
-            .send()
-    };
-    let resp = post(call).await.unwrap();
+    let resp = c.post_streaming(&call).await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
     let mut seen = String::new();
@@ -393,7 +382,7 @@ async fn a_session_era_client_reaches_a_stateless_backend() {
                     assert_eq!(m["params"]["messages"][0]["content"]["text"], "What is the capital of France?", "{m}");
                     let reply = json!({ "jsonrpc": "2.0", "id": m["id"].clone(),
                         "result": { "role": "assistant", "content": { "type": "text", "text": "Paris" }, "model": "m", "stopReason": "endTurn" } });
-                    assert_eq!(post(reply).await.unwrap().status(), 202);
+                    assert_eq!(c.post(&reply).await.status, 202);
                     answered = true;
                 }
                 if m["id"] == 7 {

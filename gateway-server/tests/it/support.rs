@@ -173,6 +173,20 @@ impl Client {
         h
     }
 
+    /// POSTs `msg` with the client's headers and returns the response
+    /// unread, for tests that read its stream as it comes.
+    pub async fn post_streaming(&self, msg: &Value) -> reqwest::Response {
+        self.http.post(&self.url).headers(self.headers()).json(msg).send().await.expect("hub answers")
+    }
+
+    /// Opens the session's GET stream (server→client messages), unread.
+    pub async fn open_get_stream(&self) -> reqwest::Response {
+        let mut h = self.headers();
+        h.insert("accept", HeaderValue::from_static("text/event-stream"));
+        h.remove("content-type");
+        self.http.get(&self.url).headers(h).send().await.expect("hub answers")
+    }
+
     /// POSTs raw bytes with the client's headers plus `extra`.
     pub async fn post_raw(&self, body: impl Into<reqwest::Body>, extra: &[(&str, &str)]) -> Reply {
         let mut h = self.headers();
