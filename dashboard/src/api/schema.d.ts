@@ -737,6 +737,28 @@ export interface paths {
         patch: operations["patch_tool"];
         trace?: never;
     };
+    "/api/v1/tools/{id}/access": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who may call this tool: each enabled user through backend visibility and
+         *     the policy rules, as with a key without a tool allowlist and from any
+         *     client application (rules that name keys, agents or clients do not
+         *     match here; the simulator answers for one key and client).
+         */
+        get: operations["tool_access"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tools/{id}/approve": {
         parameters: {
             query?: never;
@@ -1690,6 +1712,16 @@ export interface components {
             tools: string[];
             error?: string | null;
         };
+        /** @description Who may call a tool. */
+        ToolAccess: {
+            tool: string;
+            /** @description False while the tool is disabled or held: then nobody may. */
+            callable: boolean;
+            /** @description Every enabled user (at most 1000), those who may first. */
+            users: components["schemas"]["UserAccess"][];
+            /** @description More enabled users than were evaluated. */
+            truncated: boolean;
+        };
         /** @description One tool in a listing. */
         ToolItem: {
             id: string;
@@ -1839,6 +1871,15 @@ export interface components {
             output_tokens: number;
             /** Format: double */
             cost_usd: number;
+        };
+        /** @description Whether one user may call a tool, and what decided. */
+        UserAccess: {
+            username: string;
+            role: string;
+            allowed: boolean;
+            /** @description The policy rule that decided, when one did. */
+            rule?: string | null;
+            reason: string;
         };
         /** @description Changes to a user; absent fields stay as they are. */
         UserPatch: {
@@ -5428,6 +5469,68 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ToolRecord"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    tool_access: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description tool id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ToolAccess"];
                 };
             };
             400: {

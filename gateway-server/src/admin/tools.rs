@@ -19,7 +19,11 @@ use crate::registry::{RegistryError, Risk, ToolFilter, ToolRecord, ToolStatus};
 use crate::server::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_tools)).routes(routes!(get_tool, patch_tool)).routes(routes!(approve_tool))
+    OpenApiRouter::new()
+        .routes(routes!(list_tools))
+        .routes(routes!(get_tool, patch_tool))
+        .routes(routes!(approve_tool))
+        .routes(routes!(tool_access))
 }
 
 impl From<RegistryError> for ApiError {
@@ -194,4 +198,79 @@ async fn approve_tool(
     // A held tool comes back into the lists.
     st.hub.notify_tools_changed(Some(&tool.backend));
     Ok(Json(tool))
+}
+
+/// Most users [`tool_access`] evaluates.
+const ACCESS_MAX_USERS: usize = 1000;
+
+/// Whether one user may call a tool, and what decided.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserAccess {
+    pub username: String,
+    pub role: String,
+    pub allowed: bool,
+    /// The policy rule that decided, when one did.
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+/// Who may call a tool.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolAccess {
+    pub tool: String,
+    /// False while the tool is disabled or held: then nobody may.
+    pub callable: bool,
+    /// Every enabled user (at most 1000), those who may first.
+    pub users: Vec<UserAccess>,
+    /// More enabled users than were evaluated.
+    pub truncated: bool,
+}
+
+/// Who may call this tool: each enabled user through backend visibility and
+/// the policy rules, as with a key without a tool allowlist and from any
+/// client application (rules that name keys, agents or clients do not
+/// match here; the simulator answers for one key and client).
+#[utoipa::path(get, path = "/tools/{id}/access", tag = "tools", params(("id" = String, Path, description = "tool id")),
+    responses((status = 200, body = ToolAccess), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn tool_access(
+    State(st): State<AppState>,
+    ctx: AdminCtx,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<ToolAccess>, ApiError> {
+    ctx.require(Permission::ToolsRead)?;
+    ctx.require(Permission::PoliciesRead)?;
+    let id = path_id(id)?;
+    let tool = st.registry.get(&id).await?;
+    let callable = tool.enabled && !tool.held;
+    let accounts: Vec<_> = st.store.list_user_accounts().await?.into_iter().filter(|u| !u.disabled).collect();
+    let truncated = accounts.len() > ACCESS_MAX_USERS;
+    let mut users: Vec<UserAccess> = accounts
+        .iter()
+        .take(ACCESS_MAX_USERS)
+        .map(|u| {
+            let visible = st.policy.backend_visible(&u.username, &u.role, &tool.backend);
+            let shared = st.agents.visible_to(&tool.backend, &u.id, &u.username, &u.role) != Some(false);
+            let (allowed, rule, reason) = if !visible || !shared {
+                (false, None, format!("backend `{}` is not visible to them", tool.backend))
+            } else {
+                let d = st.policy.evaluate(&crate::policy::PolicyInput {
+                    user_id: &u.id,
+                    username: &u.username,
+                    role: &u.role,
+                    key_id: None,
+                    key_name: None,
+                    agent: tool.agent.as_deref(),
+                    client_app: None,
+                    backend: &tool.backend,
+                    tool: &tool.name,
+                    risk: tool.risk,
+                });
+                (d.allowed && callable, d.rule.map(|r| r.name), d.reason)
+            };
+            UserAccess { username: u.username.clone(), role: u.role.as_str().to_owned(), allowed, rule, reason }
+        })
+        .collect();
+    users.sort_by(|a, b| b.allowed.cmp(&a.allowed).then_with(|| a.username.cmp(&b.username)));
+    Ok(Json(ToolAccess { tool: tool.exposed_name, callable, users, truncated }))
 }

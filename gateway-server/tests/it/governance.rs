@@ -135,6 +135,30 @@ async fn list_shows_exactly_what_call_allows_across_roles_keys_and_risk() {
         hub.api("POST", "/policies/simulate", Some(json!({ "username": "carol", "backend": "notes", "tool": "search_notes" }))).await;
     assert_eq!(sim["allowed"], true, "{sim}");
     assert_eq!(sim["rule"]["name"], "contractors-read-notes", "{sim}");
+
+    // "Who may call it" says, per user, what the calls above showed.
+    for (tool, may, may_not) in
+        [("delete_notes", vec!["alice"], vec!["bob", "carol"]), ("search_notes", vec!["alice", "bob", "carol"], vec![])]
+    {
+        let id = tool_id(&hub, "notes", tool).await;
+        let (status, access) = hub.api("GET", &format!("/tools/{id}/access"), None).await;
+        assert_eq!(status, 200, "{access}");
+        let allowed = |name: &str| {
+            let u = access["users"].as_array().unwrap().iter().find(|u| u["username"] == name);
+            u.unwrap_or_else(|| panic!("{name} is missing: {access}"))["allowed"].as_bool().unwrap()
+        };
+        assert!(may.iter().all(|u| allowed(u)) && may_not.iter().all(|u| !allowed(u)), "{tool}: {access}");
+    }
+    let id = tool_id(&hub, "notes", "delete_notes").await;
+    let (_, access) = hub.api("GET", &format!("/tools/{id}/access"), None).await;
+    let bob = access["users"].as_array().unwrap().iter().find(|u| u["username"] == "bob").unwrap().clone();
+    assert_eq!(bob["rule"], "no-destructive-for-devs", "{access}");
+    // A disabled tool: nobody.
+    let (status, _) = hub.api("PATCH", &format!("/tools/{id}"), Some(json!({ "enabled": false }))).await;
+    assert_eq!(status, 200);
+    let (_, access) = hub.api("GET", &format!("/tools/{id}/access"), None).await;
+    assert_eq!(access["callable"], false, "{access}");
+    assert!(access["users"].as_array().unwrap().iter().all(|u| u["allowed"] == false), "{access}");
 }
 
 async fn tool_id(hub: &TestHub, backend: &str, name: &str) -> String {
