@@ -58,6 +58,10 @@ use crate::store::{Agent, Store};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames waiting for the socket writer of one connection.
 const WRITER_QUEUE: usize = 256;
+/// Read and write buffer of each agent's WebSocket. Tunnels sit idle most of
+/// the time, and tungstenite's 128 KiB defaults would cost every connected
+/// agent a quarter of a megabyte; larger frames still pass (the buffers grow).
+const WS_BUFFER_BYTES: usize = 8 * 1024;
 /// Messages from the agent waiting for one server's channel reader.
 const INCOMING_QUEUE: usize = 256;
 /// Longest server name an agent may register.
@@ -140,6 +144,8 @@ async fn upgrade(State(st): State<AppState>, headers: HeaderMap, ws: Result<WebS
     };
     let ctx = TunnelCtx::from_state(&st);
     ws.protocols([SUBPROTOCOL])
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "agent WebSocket upgrade failed"))

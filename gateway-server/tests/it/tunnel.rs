@@ -592,6 +592,21 @@ async fn a_call_in_flight_fails_at_once_when_the_agent_dies() {
     assert!(tool_names(&hub.base, &hub.key).await.iter().any(|t| t == "laptop__fx__echo"));
 }
 
+/// The tunnel's buffers start small; a message of megabytes still crosses it whole, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_cross_the_tunnel_whole() {
+    let hub = TestHub::start(FAST).await;
+    let token = enroll(&hub, "laptop").await;
+    let agent = Agent::start("laptop", &hub.base, &token, &fixture_server("fx"));
+    wait_tools(&hub, "laptop__fx", Duration::from_secs(30), Some(&agent)).await;
+    let mut c = hub.client("/mcp");
+    c.initialize().await;
+    let big: String = (0..3 * 1024 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let r = c.call("tools/call", json!({ "name": "laptop__fx__echo", "arguments": { "big": big } })).await;
+    let echoed: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert!(echoed["big"] == json!(big), "3 MiB went through the agent and back intact");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_comes_back_after_the_hub_restarts() {
     let dir = tempfile::tempdir().unwrap();
