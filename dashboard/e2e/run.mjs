@@ -135,6 +135,15 @@ async function main() {
     await shot(page, SHOTS, "06-backend-tools");
     ok("add a backend and see its tools");
 
+    // --- who may call it: the hub's answer per user
+    const echoRow = page.locator("tr[data-tool='e2e__echo']");
+    await echoRow.getByRole("button", { name: "Show who may call e2e__echo" }).click();
+    await echoRow.locator("summary").filter({ hasText: /\d+ of \d+ users/ }).click();
+    await echoRow.getByText("may", { exact: true }).first().waitFor();
+    await axe(page, "tools-access");
+    await shot(page, SHOTS, "06b-who-may-call");
+    ok("see who may call a tool");
+
     // --- disable a tool; the call is refused and shows in the live audit timeline without a reload
     const toggle = page.getByRole("switch", { name: "e2e__echo enabled" });
     await toggle.click();
@@ -187,6 +196,129 @@ async function main() {
     await shot(page, SHOTS, "10-agent-online");
     ok("enroll an agent and see it online");
 
+    // --- AI: a provider (its key never shown again), a model with prices and a budget, still there after a reload
+    const aiKey = "sk-e2e-not-a-real-key-0123456789";
+    await page.goto(BASE + "/ai");
+    await page.getByRole("heading", { name: "AI is not configured" }).waitFor();
+    await axe(page, "ai not configured");
+    await page.getByRole("button", { name: "Add a provider", exact: true }).click();
+    const providerForm = page.getByRole("form", { name: "Add an AI provider" });
+    await providerForm.getByLabel("Name", { exact: true }).fill("e2e-ai");
+    await providerForm.getByLabel("Kind").selectOption("openai_compatible");
+    await providerForm.getByLabel("Base URL").fill("http://127.0.0.1:9/v1");
+    await providerForm.getByLabel(/^API key/).fill(aiKey);
+    await providerForm.getByRole("button", { name: "Add provider" }).click();
+    const providerRow = page.getByRole("table", { name: "AI providers" }).getByRole("row").filter({ hasText: "e2e-ai" });
+    await providerRow.getByRole("cell", { name: "set", exact: true }).waitFor();
+    await page.getByRole("button", { name: "Add model", exact: true }).click();
+    const modelForm = page.getByRole("form", { name: "Add a model" });
+    await modelForm.getByLabel(/^Name/).fill("e2e-model");
+    await modelForm.getByRole("combobox", { name: /^Provider/ }).selectOption("e2e-ai");
+    await modelForm.getByLabel(/^Aliases/).fill("e2e-alias");
+    for (const [label, value] of [
+      [/^Input price/, "1.5"],
+      [/^Output price/, "6"],
+      [/^Cache read price/, "0.15"],
+      [/^Cache write price/, "1.875"],
+      [/^Multiplier/, "2"],
+    ]) {
+      await modelForm.getByLabel(label).fill(value);
+    }
+    await modelForm.getByRole("button", { name: "Add model" }).click();
+    await page.getByText("Saved model e2e-model.").waitFor();
+    await page.getByRole("button", { name: "Add budget", exact: true }).click();
+    const budgetForm = page.getByRole("form", { name: "Add a budget" });
+    await budgetForm.getByLabel("Scope").selectOption("role");
+    await budgetForm.getByLabel(/^Subject/).fill("developer");
+    await budgetForm.getByLabel("Period").selectOption("month");
+    await budgetForm.getByLabel("Limit in USD").fill("25");
+    await budgetForm.getByRole("button", { name: "Add budget" }).click();
+    await page.getByText("Saved budget role-developer-month.").waitFor();
+    await page.reload();
+    await page.getByRole("heading", { name: "AI", exact: true }).waitFor();
+    const modelRow = page.getByRole("table", { name: "AI models and prices" }).getByRole("row").filter({ hasText: "e2e-model" });
+    for (const text of ["$1.5", "$6", "$0.15", "$1.875", "e2e-alias"]) await modelRow.getByText(text, { exact: true }).waitFor();
+    await providerRow.getByRole("cell", { name: "set", exact: true }).waitFor();
+    await page.getByRole("table", { name: "AI budgets" }).getByRole("row").filter({ hasText: "role-developer-month" }).getByText("$25.00").waitFor();
+    if (await page.getByRole("heading", { name: "AI is not configured" }).isVisible()) throw new Error("AI still shows as not configured");
+    if ((await page.content()).includes(aiKey)) throw new Error("the provider's key is shown");
+    // Editing without typing a key keeps the stored one.
+    await page.getByRole("button", { name: "Edit provider e2e-ai" }).click();
+    const editProvider = page.getByRole("form", { name: "Edit provider e2e-ai" });
+    await editProvider.getByLabel(/^Model globs/).fill("e2e-*");
+    await editProvider.getByRole("button", { name: "Save provider" }).click();
+    await page.getByText("Saved provider e2e-ai.").waitFor();
+    const providersNow = (await apiInPage(page, "GET", "/ai/providers")).body;
+    const storedProvider = providersNow.find((p) => p.name === "e2e-ai");
+    if (storedProvider?.api_key !== "***" || storedProvider.models.join() !== "e2e-*") throw new Error(`provider after edit: ${JSON.stringify(storedProvider)}`);
+    const storedModel = (await apiInPage(page, "GET", "/ai/models")).body.find((m) => m.name === "e2e-model");
+    const prices = storedModel && [storedModel.input_per_mtok, storedModel.output_per_mtok, storedModel.cache_read_per_mtok, storedModel.cache_write_per_mtok, storedModel.multiplier];
+    if (prices?.join() !== "1.5,6,0.15,1.875,2" || storedModel.aliases.join() !== "e2e-alias") throw new Error(`model as stored: ${JSON.stringify(storedModel)}`);
+    const storedBudget = (await apiInPage(page, "GET", "/ai/budgets")).body.find((b) => b.id === "role-developer-month");
+    if (storedBudget?.scope !== "role" || storedBudget.subject !== "developer" || storedBudget.limit_usd !== 25) throw new Error(`budget as stored: ${JSON.stringify(storedBudget)}`);
+    await axe(page, "ai configured");
+    await shot(page, SHOTS, "13-ai-configured");
+    ok("add an AI provider, a model with prices and a budget, and see them after a reload");
+
+    // --- restrict a backend to a role and a user, then clear it (after confirming)
+    await page.goto(BASE + "/policies");
+    await page.getByRole("button", { name: "Restrict a backend", exact: true }).click();
+    const visibilityForm = page.getByRole("form", { name: "Restrict a backend" });
+    await visibilityForm.getByLabel("Backend").selectOption("e2e");
+    await visibilityForm.getByLabel("developer", { exact: true }).check();
+    await visibilityForm.getByLabel(/^Users/).fill("vera");
+    await visibilityForm.getByRole("button", { name: "Save visibility" }).click();
+    const visibilityRow = page.getByRole("table", { name: "Backends with restricted visibility" }).getByRole("row").filter({ hasText: "e2e" });
+    await visibilityRow.getByText("roles developer · users vera · admins").waitFor();
+    const restricted = (await apiInPage(page, "GET", "/visibility/e2e")).body;
+    if (!restricted.restricted || restricted.roles.join() !== "developer" || restricted.users.join() !== "vera") throw new Error(`visibility as stored: ${JSON.stringify(restricted)}`);
+    await axe(page, "visibility");
+    await shot(page, SHOTS, "14-visibility");
+    await visibilityRow.getByRole("button", { name: "Clear restriction of e2e" }).click();
+    await page.getByRole("button", { name: "Yes, clear restriction of e2e" }).click();
+    await page.getByText("e2e is visible to everyone again.").waitFor();
+    if ((await apiInPage(page, "GET", "/visibility/e2e")).body.restricted) throw new Error("the restriction was not cleared");
+    ok("restrict a backend's visibility and clear it");
+
+    // --- edit a limit rule: from 100 requests a minute to 5000 AI tokens an hour; see the subject's usage
+    const limit = await apiInPage(page, "POST", "/limits", { scope: "user", match: "vera", max_requests: 100, window: "minute" });
+    if (limit.status !== 201) throw new Error(`creating a limit: ${JSON.stringify(limit)}`);
+    const limitId = limit.body.id;
+    await page.goto(BASE + "/limits");
+    await page.getByRole("button", { name: `Edit limit ${limitId}` }).click();
+    const limitForm = page.getByRole("form", { name: `Edit limit ${limitId}` });
+    await limitForm.getByLabel("Counts").selectOption("tokens");
+    await limitForm.getByLabel("Max tokens").fill("5000");
+    await limitForm.getByLabel("Per").selectOption("hour");
+    await limitForm.getByRole("button", { name: "Save limit" }).click();
+    await page.getByText("Limit saved").waitFor();
+    await page.getByRole("table", { name: "Rate limit rules" }).getByRole("row").filter({ hasText: "5000 tokens" }).waitFor();
+    const edited = (await apiInPage(page, "GET", "/limits")).body.find((r) => r.id === limitId);
+    if (edited?.unit !== "tokens" || edited.max_tokens !== 5000 || edited.window !== "hour" || edited.max_requests) throw new Error(`limit as stored: ${JSON.stringify(edited)}`);
+    await page.getByRole("form", { name: "Usage of a subject" }).getByLabel("User").fill("vera");
+    await page.getByRole("table", { name: "Current counts against the rules" }).getByRole("row").filter({ hasText: limitId }).getByText("0 / 5000 tokens").waitFor();
+    await axe(page, "limits");
+    await shot(page, SHOTS, "15-limit-edited");
+    ok("edit a limit rule into a token limit and see the subject's usage");
+
+    // --- a custom role: created with a permission, listed, deleted after confirming
+    await page.goto(BASE + "/users");
+    await page.getByRole("button", { name: "New role", exact: true }).click();
+    const roleForm = page.getByRole("form", { name: "New role" });
+    await roleForm.getByLabel("Role name").fill("auditor");
+    await roleForm.getByLabel("audit:read", { exact: true }).check();
+    await roleForm.getByRole("button", { name: "Create role" }).click();
+    await page.getByText("Created role auditor.").waitFor();
+    const roleRow = page.getByRole("table", { name: "Roles and their permissions" }).getByRole("row").filter({ hasText: "auditor" });
+    await roleRow.getByText("audit:read", { exact: true }).waitFor();
+    await axe(page, "roles");
+    await shot(page, SHOTS, "16-roles");
+    await roleRow.getByRole("button", { name: "Delete role auditor" }).click();
+    await page.getByRole("button", { name: "Yes, delete role auditor" }).click();
+    await page.getByText("Deleted role auditor.").waitFor();
+    if ((await apiInPage(page, "GET", "/roles")).body.some((r) => r.name === "auditor")) throw new Error("the role was not deleted");
+    ok("create a custom role and delete it");
+
     // --- every other page renders for the admin without serious accessibility problems
     for (const [path, heading] of [
       ["/users", "Users & roles"],
@@ -222,6 +354,16 @@ async function main() {
     await page.goto(BASE + "/tools");
     await page.locator("tr[data-tool]").first().waitFor();
     if (await page.getByRole("switch").first().isEnabled()) throw new Error("a viewer can toggle tools");
+    // Read-only pages show no write controls to a viewer.
+    for (const [path, table] of [
+      ["/ai", "AI providers"],
+      ["/limits", "Rate limit rules"],
+    ]) {
+      await page.goto(BASE + path);
+      await page.getByRole("table", { name: table }).waitFor();
+      const writes = await page.getByRole("button", { name: /^(Add|Edit|Delete|Remove|Restrict)/ }).count();
+      if (writes) throw new Error(`a viewer sees ${writes} write controls on ${path}`);
+    }
     const denied = await apiInPage(page, "POST", "/users", { username: "mallory", role: "admin" });
     if (denied.status !== 403) throw new Error(`a viewer created a user: ${denied.status}`);
     await axe(page, "viewer tools");

@@ -5,7 +5,9 @@ const W = 600;
 const H = 160;
 const COLORS = ["#1f6feb", "#d1242f", "#8250df"];
 
-export function Chart({ title, lines, labels, unit }: { title: string; lines: Line[]; labels: string[]; unit?: string }) {
+/** `format` writes the legend's and the axis's values (default: short numbers like "1.2k"). */
+export function Chart(props: { title: string; lines: Line[]; labels: string[]; unit?: string; format?: (v: number) => string }) {
+  const { title, lines, labels, unit, format = formatValue } = props;
   const yMax = niceMax(maxOf(lines));
   const last = lines.map((l) => [...l.values].reverse().find((v) => v !== null) ?? null);
   const empty = lines.every((l) => l.values.every((v) => v === null || v === 0));
@@ -17,7 +19,7 @@ export function Chart({ title, lines, labels, unit }: { title: string; lines: Li
           {lines.map((l, i) => (
             <span key={l.name}>
               <span className={`swatch swatch-${i}`} aria-hidden="true" />
-              {l.name}: {last[i] === null ? "—" : `${formatValue(last[i])}${unit ?? ""}`}
+              {l.name}: {last[i] === null ? "—" : `${format(last[i])}${unit ?? ""}`}
             </span>
           ))}
         </span>
@@ -27,7 +29,7 @@ export function Chart({ title, lines, labels, unit }: { title: string; lines: Li
         <line x1="0" y1={0} x2={W} y2={0} className="grid" />
         <line x1="0" y1={H / 2} x2={W} y2={H / 2} className="grid" />
         <text x="2" y="12" className="tick">
-          {formatValue(yMax)}
+          {format(yMax)}
           {unit}
         </text>
         {labels.length > 0 && (

@@ -1,5 +1,6 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { api, type Schemas } from "../api/client";
+import { ConfirmButton } from "../components/crud";
 import { Badge, errorText, Load, Notice, PageHeader, Snippet, Time } from "../components/ui";
 import { useFilters, useLoad } from "../lib/hooks";
 import { Link } from "../lib/router";
@@ -21,7 +22,6 @@ export default function Agents() {
     return () => clearInterval(t);
   }, [reload]);
   const revoke = async (name: string) => {
-    if (!window.confirm(`Revoke agent ${name}? It is disconnected at once and its token stops working.`)) return;
     try {
       await api.del("/agents/{name}", { params: { name } });
       setNotice({ text: `Revoked ${name}.`, kind: "ok" });
@@ -94,9 +94,12 @@ export default function Agents() {
                       {manage && (
                         <td>
                           {!a.revoked_at && (
-                            <button type="button" className="danger" onClick={() => revoke(a.name)}>
-                              Revoke<span className="sr-only"> {a.name}</span>
-                            </button>
+                            <ConfirmButton
+                              label="Revoke"
+                              what={a.name}
+                              question={`Revoke ${a.name}? It is disconnected at once and its token stops working.`}
+                              onConfirm={() => revoke(a.name)}
+                            />
                           )}
                         </td>
                       )}

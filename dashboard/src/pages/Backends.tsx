@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { api, type Schemas } from "../api/client";
+import { ConfirmButton } from "../components/crud";
 import { Badge, errorText, Load, Notice, PageHeader, Time } from "../components/ui";
 import { useFilters, useLoad } from "../lib/hooks";
 import { formatKv, parseKv } from "../lib/kv";
@@ -17,7 +18,6 @@ export default function Backends() {
   const write = can("backends:write");
   const selected = list.data?.find((b) => b.name === f.name);
   const remove = async (b: Info) => {
-    if (!window.confirm(`Remove backend ${b.name}? Its tools disappear from /mcp.`)) return;
     try {
       await api.del("/backends/{name}", { params: { name: b.name } });
       setNotice({ text: `Removed ${b.name}.`, kind: "ok" });
@@ -120,9 +120,7 @@ export default function Backends() {
                   list.reload();
                 }}
               />
-              <button type="button" className="danger" onClick={() => remove(selected)}>
-                Remove {selected.name}
-              </button>
+              <ConfirmButton label="Remove" what={selected.name} question={`Remove backend ${selected.name}? Its tools disappear from /mcp.`} onConfirm={() => remove(selected)} />
             </>
           ) : (
             selected.source === "config" && <p className="muted">Defined in the config file: edit it there.</p>

@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { api, type Schemas } from "../api/client";
+import { ConfirmButton } from "../components/crud";
 import { Badge, CopyButton, errorText, Load, Notice, PageHeader, Time } from "../components/ui";
 import { useFilters, useLoad } from "../lib/hooks";
 import { rememberKey } from "../lib/keystore";
@@ -16,7 +17,6 @@ export default function Keys() {
   const own = !f.user || f.user === me.username;
   const mayCreate = own ? can("keys:own") : can("keys:write");
   const revoke = async (k: Schemas["KeyView"]) => {
-    if (!window.confirm(`Revoke key ${k.name} (${k.prefix}…)? Clients using it stop at once.`)) return;
     try {
       await api.del("/keys/{id}", { params: { id: k.id } });
       setNotice({ text: `Revoked ${k.name}.`, kind: "ok" });
@@ -98,9 +98,7 @@ export default function Keys() {
                     <td>{k.revoked_at ? <Badge kind="down">revoked</Badge> : <Badge kind="ready">active</Badge>}</td>
                     <td>
                       {!k.revoked_at && (
-                        <button type="button" className="danger" onClick={() => revoke(k)}>
-                          Revoke<span className="sr-only"> {k.name}</span>
-                        </button>
+                        <ConfirmButton label="Revoke" what={k.name} question={`Revoke ${k.name} (${k.prefix}…)? Clients using it stop at once.`} onConfirm={() => revoke(k)} />
                       )}
                     </td>
                   </tr>

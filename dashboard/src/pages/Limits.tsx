@@ -1,72 +1,86 @@
 import { useState, type FormEvent } from "react";
-import { api, type Schemas } from "../api/client";
+import { api } from "../api/client";
+import { ActionNotice, ConfirmButton, DataTable, FormButtons, useAction } from "../components/crud";
 import { Badge, errorText, Load, Notice, PageHeader } from "../components/ui";
-import { useLoad } from "../lib/hooks";
+import { useDebounced, useFilters, useLoad } from "../lib/hooks";
+import { apiQuery } from "../lib/query";
+import { limitBody, limitForm, maxText, usedPercent, type LimitForm, type LimitRule } from "../lib/limits";
 import { useSession } from "../session";
 
 export default function Limits() {
-  const { can, info } = useSession();
+  const { can, info, me } = useSession();
+  const [f, setF] = useFilters({ edit: "", user: me.username, key: "", backend: "", tool: "" });
   const rules = useLoad(() => api.get("/limits"), []);
   const stats = useLoad(() => (can("audit:read") ? api.get("/audit/stats") : Promise.resolve(undefined)), []);
-  const [notice, setNotice] = useState<{ text: string; kind: "ok" | "error" }>();
+  const action = useAction();
   const write = can("limits:write");
-  const act = async (text: string, f: () => Promise<unknown>) => {
-    try {
-      await f();
-      setNotice({ text, kind: "ok" });
+  const current = rules.data?.find((r) => r.id === f.edit && r.source === "runtime");
+  const remove = async (r: LimitRule) => {
+    if (await action.run(() => api.del("/limits/{id}", { params: { id: r.id } }), "Limit removed.")) {
+      if (f.edit === r.id) setF({ edit: "" });
       rules.reload();
-    } catch (e) {
-      setNotice({ text: errorText(e), kind: "error" });
     }
   };
   return (
     <section>
       <PageHeader title="Limits & settings" />
-      <Notice {...(notice ?? { kind: "ok" })} />
-      <h2>Rate limits</h2>
-      {write && <NewLimit onCreate={(r) => act("Limit added.", () => api.post("/limits", r))} />}
+      <div className="section-head">
+        <h2>Rate limits</h2>
+        {write && f.edit !== "new" && (
+          <button type="button" onClick={() => setF({ edit: "new" })}>
+            Add limit
+          </button>
+        )}
+      </div>
+      <p className="muted small">A rule counts requests, or tokens (AI API only), per subject over a sliding window.</p>
+      <ActionNotice action={action} />
+      {write && (f.edit === "new" || current) && (
+        <LimitEditor
+          key={f.edit}
+          initial={current}
+          onDone={(text) => {
+            setF({ edit: "" });
+            if (text) {
+              action.succeed(text);
+              rules.reload();
+            }
+          }}
+        />
+      )}
       <Load state={rules} empty={(l) => l.length === 0} emptyText="No rate limits.">
         {(list) => (
-          <div className="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Scope</th>
-                  <th scope="col">Match</th>
-                  <th scope="col" className="num">
-                    Max requests
-                  </th>
-                  <th scope="col">Per</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Source</th>
-                  {write && <th scope="col">Actions</th>}
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((r: Schemas["LimitRule"]) => (
-                  <tr key={r.id}>
-                    <td>{r.scope}</td>
-                    <td>{r.match ?? <span className="muted">each</span>}</td>
-                    <td className="num">{r.unit === "tokens" ? `${r.max_tokens ?? 0} tokens` : r.max_requests}</td>
-                    <td>{r.window}</td>
-                    <td>{r.enabled ? <Badge kind="ready">on</Badge> : <Badge kind="idle">off</Badge>}</td>
-                    <td>{r.source}</td>
-                    {write && (
-                      <td>
-                        {r.source === "runtime" && (
-                          <button type="button" className="danger" onClick={() => act("Limit removed.", () => api.del("/limits/{id}", { params: { id: r.id } }))}>
-                            Remove<span className="sr-only"> limit {r.id}</span>
-                          </button>
-                        )}
-                      </td>
-                    )}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            label="Rate limit rules"
+            rows={list}
+            rowKey={(r) => r.id}
+            selected={f.edit}
+            columns={[
+              { header: "Scope", cell: (r) => r.scope },
+              { header: "Match", cell: (r) => r.match ?? <span className="muted">each</span> },
+              { header: "Maximum", num: true, cell: (r) => maxText(r) },
+              { header: "Per", cell: (r) => r.window },
+              { header: "State", cell: (r) => (r.enabled ? <Badge kind="ready">on</Badge> : <Badge kind="idle">off</Badge>) },
+              { header: "Source", cell: (r) => r.source },
+            ]}
+            actions={
+              write
+                ? (r) =>
+                    r.source === "runtime" ? (
+                      <>
+                        <button type="button" onClick={() => setF({ edit: r.id })}>
+                          Edit<span className="sr-only"> limit {r.id}</span>
+                        </button>
+                        <ConfirmButton label="Remove" what={`limit ${r.id}`} question="Remove this limit?" disabled={action.busy} onConfirm={() => remove(r)} />
+                      </>
+                    ) : (
+                      <span className="muted small">config file</span>
+                    )
+                : undefined
+            }
+          />
         )}
       </Load>
+      <Status filters={f} setFilters={setF} />
       <h2>Hub</h2>
       <dl className="facts card">
         <dt>Version</dt>
@@ -89,49 +103,118 @@ export default function Limits() {
   );
 }
 
-function NewLimit({ onCreate }: { onCreate: (r: Schemas["NewLimitRule"]) => void }) {
-  const [scope, setScope] = useState<Schemas["Scope"]>("user");
-  const [match, setMatch] = useState("");
-  const [max, setMax] = useState("60");
-  const [window, setWindow] = useState<Schemas["Window"]>("minute");
+function LimitEditor({ initial, onDone }: { initial?: LimitRule; onDone: (saved?: string) => void }) {
+  const [form, setForm] = useState<LimitForm>(limitForm(initial));
+  const set = <K extends keyof LimitForm>(k: K, v: LimitForm[K]) => setForm((f) => ({ ...f, [k]: v }));
+  const action = useAction();
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    const { body, error } = limitBody(form);
+    if (!body) return action.fail(error ?? "Check the form.");
+    const ok = await action.run(() => (initial ? api.put("/limits/{id}", body, { params: { id: initial.id } }) : api.post("/limits", body)));
+    if (ok) onDone(initial ? "Limit saved; its counters start over." : "Limit added.");
+  };
+  const title = initial ? `Edit limit ${initial.id}` : "Add a rate limit";
   return (
-    <form
-      className="card inline-form"
-      aria-label="Add a rate limit"
-      onSubmit={(e) => {
-        e.preventDefault();
-        onCreate({ scope, match: match.trim() || null, max_requests: Number(max), window, enabled: true });
-      }}
-    >
-      <label>
-        Scope
-        <select value={scope} onChange={(e) => setScope(e.target.value as Schemas["Scope"])}>
-          <option>user</option>
-          <option>key</option>
-          <option>backend</option>
-          <option>tool</option>
-        </select>
-      </label>
-      <label>
-        Match (empty: each one)
-        <input value={match} onChange={(e) => setMatch(e.target.value)} />
-      </label>
-      <label>
-        Max requests
-        <input type="number" min={1} required value={max} onChange={(e) => setMax(e.target.value)} />
-      </label>
-      <label>
-        Per
-        <select value={window} onChange={(e) => setWindow(e.target.value as Schemas["Window"])}>
-          <option>minute</option>
-          <option>hour</option>
-          <option>day</option>
-        </select>
-      </label>
-      <button type="submit" className="primary">
-        Add limit
-      </button>
+    <form className="card form" onSubmit={submit} aria-label={title}>
+      <h3>{title}</h3>
+      <div className="grid3">
+        <label>
+          Scope
+          <select value={form.scope} onChange={(e) => set("scope", e.target.value as LimitForm["scope"])}>
+            <option value="user">user</option>
+            <option value="key">key</option>
+            <option value="backend">backend</option>
+            <option value="tool">tool</option>
+          </select>
+        </label>
+        <label>
+          Match <span className="muted small">(a username, key id, backend or tool glob; blank: each one)</span>
+          <input value={form.match} onChange={(e) => set("match", e.target.value)} />
+        </label>
+        <label>
+          Counts
+          <select value={form.unit} onChange={(e) => set("unit", e.target.value as LimitForm["unit"])}>
+            <option value="requests">requests</option>
+            <option value="tokens">tokens (AI API)</option>
+          </select>
+        </label>
+        <label>
+          {form.unit === "tokens" ? "Max tokens" : "Max requests"}
+          <input type="number" min={1} required value={form.max} onChange={(e) => set("max", e.target.value)} />
+        </label>
+        <label>
+          Per
+          <select value={form.window} onChange={(e) => set("window", e.target.value as LimitForm["window"])}>
+            <option value="minute">minute</option>
+            <option value="hour">hour</option>
+            <option value="day">day</option>
+          </select>
+        </label>
+        <label className="check">
+          <input type="checkbox" checked={form.enabled} onChange={(e) => set("enabled", e.target.checked)} /> Enabled
+        </label>
+      </div>
+      <ActionNotice action={action} />
+      <FormButtons busy={action.busy} submit={initial ? "Save limit" : "Add limit"} onCancel={() => onDone()} />
     </form>
+  );
+}
+
+type StatusFilters = { user: string; key: string; backend: string; tool: string };
+
+/** Where a subject stands against the rules that apply to it, now. */
+function Status({ filters, setFilters }: { filters: StatusFilters; setFilters: (f: Partial<StatusFilters>) => void }) {
+  // Settled text, so typing does not send a request per key.
+  const settled = useDebounced(JSON.stringify(apiQuery({ user: filters.user, key: filters.key, backend: filters.backend, tool: filters.tool })), 300);
+  const status = useLoad(() => api.get("/limits/status", { query: JSON.parse(settled) as Partial<StatusFilters> }), [settled]);
+  return (
+    <>
+      <h2>Current usage</h2>
+      <form className="filters" onSubmit={(e) => e.preventDefault()} aria-label="Usage of a subject">
+        <label>
+          User
+          <input value={filters.user} onChange={(e) => setFilters({ user: e.target.value })} />
+        </label>
+        <label>
+          Key id
+          <input value={filters.key} onChange={(e) => setFilters({ key: e.target.value })} />
+        </label>
+        <label>
+          Backend
+          <input value={filters.backend} onChange={(e) => setFilters({ backend: e.target.value })} />
+        </label>
+        <label>
+          Tool <span className="muted small">(backend__tool)</span>
+          <input value={filters.tool} onChange={(e) => setFilters({ tool: e.target.value })} />
+        </label>
+      </form>
+      <Load state={status} empty={(s) => s.length === 0} emptyText="No enabled rule applies to this subject.">
+        {(rows) => (
+          <DataTable
+            label="Current counts against the rules"
+            rows={rows}
+            rowKey={(s) => `${s.rule_id}/${s.subject}`}
+            columns={[
+              { header: "Rule", cell: (s) => <code>{s.rule_id}</code> },
+              { header: "Scope", cell: (s) => s.scope },
+              { header: "Subject", cell: (s) => s.subject },
+              {
+                header: "Used",
+                cell: (s) => (
+                  <>
+                    <progress max={100} value={usedPercent(s)} aria-label={`${s.rule_id}: ${usedPercent(s)} % used`} /> {usedPercent(s)} %
+                  </>
+                ),
+              },
+              { header: "Count", num: true, cell: (s) => `${s.count} / ${s.max} ${s.unit}` },
+              { header: "Remaining", num: true, cell: (s) => s.remaining },
+              { header: "Per", cell: (s) => s.window },
+            ]}
+          />
+        )}
+      </Load>
+    </>
   );
 }
 

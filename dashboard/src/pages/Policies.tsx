@@ -1,6 +1,9 @@
 import { useEffect, useState, type DragEvent, type FormEvent, type KeyboardEvent } from "react";
 import { api, type Schemas } from "../api/client";
-import { Badge, errorText, Load, Notice, PageHeader } from "../components/ui";
+import { ActionNotice, ConfirmButton, DataTable, FormButtons, useAction } from "../components/crud";
+import { Badge, errorText, Load, Notice, PageHeader, Time } from "../components/ui";
+import { visibilityBody, visibilityForm, whoSees, type VisibilityForm, type VisibilityView } from "../lib/access";
+import { uniqueList } from "../lib/forms";
 import { useFilters, useLoad } from "../lib/hooks";
 import { emptyForm, LIST_FIELDS, move, moveBy, sameOrder, summary, toBody, toForm, type Rule, type RuleForm } from "../lib/rules";
 import { useSession } from "../session";
@@ -18,7 +21,7 @@ const FIELD_LABELS: Record<(typeof LIST_FIELDS)[number], string> = {
 export default function Policies() {
   const { can } = useSession();
   const write = can("policies:write");
-  const [f, setF] = useFilters({ edit: "" });
+  const [f, setF] = useFilters({ edit: "", vis: "" });
   const list = useLoad(() => api.get("/policies"), []);
   const [order, setOrder] = useState<Rule[]>([]);
   const [dragging, setDragging] = useState<number>();
@@ -52,7 +55,6 @@ export default function Policies() {
     setDragging(undefined);
   };
   const remove = async (r: Rule) => {
-    if (!window.confirm(`Delete rule ${r.name}?`)) return;
     try {
       await api.del("/policies/{id}", { params: { id: r.id } });
       setNotice({ text: `Deleted ${r.name}.`, kind: "ok" });
@@ -132,9 +134,7 @@ export default function Policies() {
                       <button type="button" onClick={() => setF({ edit: r.id })}>
                         Edit<span className="sr-only"> {r.name}</span>
                       </button>
-                      <button type="button" className="danger" onClick={() => remove(r)}>
-                        Delete<span className="sr-only"> {r.name}</span>
-                      </button>
+                      <ConfirmButton label="Delete" what={r.name} question={`Delete ${r.name}?`} onConfirm={() => remove(r)} />
                     </span>
                   )}
                 </li>
@@ -153,6 +153,7 @@ export default function Policies() {
           </>
         )}
       </Load>
+      <Visibility editing={f.vis} setEditing={(vis) => setF({ vis })} />
       <Simulator />
     </section>
   );
@@ -307,6 +308,144 @@ function Simulator() {
           </ul>
         </div>
       )}
+    </form>
+  );
+}
+
+function Visibility({ editing, setEditing }: { editing: string; setEditing: (backend: string) => void }) {
+  const { can } = useSession();
+  const write = can("policies:write");
+  const list = useLoad(() => api.get("/visibility"), []);
+  const backends = useLoad(() => (can("backends:read") ? api.get("/backends").then((bs) => bs.map((b) => b.name)) : Promise.resolve([])), []);
+  const roles = useLoad(() => (can("users:read") ? api.get("/roles").then((rs) => rs.map((r) => r.name)) : Promise.resolve([])), []);
+  const action = useAction();
+  const current = list.data?.items.find((v) => v.backend === editing);
+  const clear = async (v: VisibilityView) => {
+    if (await action.run(() => api.del("/visibility/{backend}", { params: { backend: v.backend } }), `${v.backend} is visible to everyone again.`)) {
+      if (editing === v.backend) setEditing("");
+      list.reload();
+    }
+  };
+  return (
+    <>
+      <div className="section-head">
+        <h2>Backend visibility</h2>
+        {write && editing !== "new" && (
+          <button type="button" onClick={() => setEditing("new")}>
+            Restrict a backend
+          </button>
+        )}
+      </div>
+      <p className="muted small">A restricted backend and its tools are seen only by the listed roles and users (and admins); the others are visible to everyone.</p>
+      <ActionNotice action={action} />
+      {write && (editing === "new" || current) && (
+        <VisibilityEditor
+          key={editing}
+          initial={current}
+          backends={backends.data ?? []}
+          roles={roles.data ?? []}
+          onDone={(text) => {
+            setEditing("");
+            if (text) {
+              action.succeed(text);
+              list.reload();
+            }
+          }}
+        />
+      )}
+      <Load state={list} empty={(l) => l.items.length === 0} emptyText="No restrictions: every backend is visible to everyone allowed by the rules above.">
+        {(l) => (
+          <DataTable
+            label="Backends with restricted visibility"
+            rows={l.items}
+            rowKey={(v) => v.backend}
+            selected={editing}
+            columns={[
+              { header: "Backend", cell: (v) => v.backend },
+              { header: "Visible to", wrap: true, cell: (v) => whoSees(v) },
+              { header: "Updated", cell: (v) => <Time iso={v.updated_at} /> },
+            ]}
+            actions={
+              write
+                ? (v) => (
+                    <>
+                      <button type="button" onClick={() => setEditing(v.backend)}>
+                        Edit<span className="sr-only"> visibility of {v.backend}</span>
+                      </button>
+                      <ConfirmButton
+                        label="Clear"
+                        what={`restriction of ${v.backend}`}
+                        question={`Make ${v.backend} visible to everyone?`}
+                        disabled={action.busy}
+                        onConfirm={() => clear(v)}
+                      />
+                    </>
+                  )
+                : undefined
+            }
+          />
+        )}
+      </Load>
+    </>
+  );
+}
+
+function VisibilityEditor(props: { initial?: VisibilityView; backends: string[]; roles: string[]; onDone: (saved?: string) => void }) {
+  const { initial, backends, roles, onDone } = props;
+  const [form, setForm] = useState<VisibilityForm>(visibilityForm(initial));
+  const action = useAction();
+  const chosen = uniqueList(form.roles);
+  const toggleRole = (r: string, on: boolean) => setForm({ ...form, roles: (on ? [...chosen, r] : chosen.filter((x) => x !== r)).join(", ") });
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    const { backend, body, error } = visibilityBody(form);
+    if (!backend || !body) return action.fail(error ?? "Check the form.");
+    if (await action.run(() => api.put("/visibility/{backend}", body, { params: { backend } }))) onDone(`Restricted ${backend} to ${whoSees({ restricted: true, roles: body.roles ?? [], users: body.users ?? [] })}.`);
+  };
+  const title = initial ? `Edit visibility of ${initial.backend}` : "Restrict a backend";
+  return (
+    <form className="card form" onSubmit={submit} aria-label={title}>
+      <h3>{title}</h3>
+      <div className="grid2">
+        {backends.length && !initial ? (
+          <label>
+            Backend
+            <select required value={form.backend} onChange={(e) => setForm({ ...form, backend: e.target.value })}>
+              <option value="">Choose a backend</option>
+              {backends.map((b) => (
+                <option key={b}>{b}</option>
+              ))}
+            </select>
+          </label>
+        ) : (
+          <label>
+            Backend
+            <input required value={form.backend} disabled={!!initial} onChange={(e) => setForm({ ...form, backend: e.target.value })} />
+          </label>
+        )}
+        <label>
+          Users <span className="muted small">(usernames, comma-separated)</span>
+          <input value={form.users} onChange={(e) => setForm({ ...form, users: e.target.value })} />
+        </label>
+        {roles.length ? (
+          <fieldset>
+            <legend>Roles</legend>
+            {[...new Set([...roles, ...chosen])].map((r) => (
+              <label key={r} className="check">
+                <input type="checkbox" checked={chosen.includes(r)} onChange={(e) => toggleRole(r, e.target.checked)} /> {r}
+              </label>
+            ))}
+          </fieldset>
+        ) : (
+          <label>
+            Roles <span className="muted small">(comma-separated)</span>
+            <input value={form.roles} onChange={(e) => setForm({ ...form, roles: e.target.value })} />
+          </label>
+        )}
+      </div>
+      <p className="muted small">With no role and no user, only admins see the backend.</p>
+      <ActionNotice action={action} />
+      <FormButtons busy={action.busy} submit="Save visibility" onCancel={() => onDone()} />
     </form>
   );
 }

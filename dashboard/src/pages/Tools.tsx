@@ -34,7 +34,6 @@ export default function Tools() {
     [f.q, f.backend, f.risk, f.enabled, f.status],
   );
   const backends = useLoad(() => (can("backends:read") ? api.get("/backends") : Promise.resolve([])), []);
-  const policies = useLoad(() => (can("policies:read") ? api.get("/policies") : Promise.resolve({ items: [] })), []);
   const [notice, setNotice] = useState<{ text: string; kind: "ok" | "error" }>();
   const write = can("tools:write");
 
@@ -56,12 +55,6 @@ export default function Tools() {
       setNotice({ text: errorText(e), kind: "error" });
     }
   };
-  /** Rules naming this tool's backend or a glob that could match it. */
-  const whoMay = (t: Tool) =>
-    (policies.data?.items ?? [])
-      .filter((r) => r.enabled && (r.backends.length === 0 || r.backends.includes(t.backend)) && (r.tools.length === 0 || r.tools.some((g) => glob(g, t.exposed_name) || glob(g, t.name))))
-      .slice(0, 3);
-
   return (
     <section>
       <PageHeader title="Tools" />
@@ -161,21 +154,7 @@ export default function Tools() {
                         <span>{t.enabled ? "on" : "off"}</span>
                       </label>
                     </td>
-                    <td className="small">
-                      {can("policies:read") ? (
-                        whoMay(t).length ? (
-                          whoMay(t).map((r) => (
-                            <div key={r.id}>
-                              <Badge kind={r.effect}>{r.effect}</Badge> {r.name}
-                            </div>
-                          ))
-                        ) : (
-                          <span className="muted">no rule: default</span>
-                        )
-                      ) : (
-                        "—"
-                      )}
-                    </td>
+                    <td className="small">{can("policies:read") ? <WhoMay tool={t} /> : "—"}</td>
                     <td>
                       {t.status === "changed" ? (
                         <>
@@ -201,8 +180,47 @@ export default function Tools() {
   );
 }
 
-/** `*`-glob match, as the policy engine reads tool globs. */
-function glob(pattern: string, name: string): boolean {
-  const re = new RegExp("^" + pattern.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*") + "$");
-  return re.test(name);
+/** The users who may call `tool`, asked of the hub when the row is opened. */
+function WhoMay({ tool }: { tool: Tool }) {
+  const [access, setAccess] = useState<Schemas["ToolAccess"]>();
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const load = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      setAccess(await api.get("/tools/{id}/access", { params: { id: tool.id } }));
+    } catch (e) {
+      setError(errorText(e));
+    }
+    setBusy(false);
+  };
+  if (error) return <span className="error">{error}</span>;
+  if (!access)
+    return (
+      <button type="button" className="small" onClick={load} disabled={busy}>
+        {busy ? "Checking…" : "Show"}
+        <span className="sr-only"> who may call {tool.exposed_name}</span>
+      </button>
+    );
+  const allowed = access.users.filter((u) => u.allowed);
+  return (
+    <details>
+      <summary>
+        {allowed.length} of {access.users.length}
+        {access.truncated ? "+" : ""} users{!access.callable && " (tool off)"}
+      </summary>
+      <ul className="plain">
+        {access.users.map((u) => (
+          <li key={u.username} title={u.reason}>
+            <Badge kind={u.allowed ? "allow" : "deny"}>{u.allowed ? "may" : "may not"}</Badge> {u.username}{" "}
+            <span className="muted">
+              ({u.role}
+              {u.rule ? `, rule ${u.rule}` : ""})
+            </span>
+          </li>
+        ))}
+      </ul>
+    </details>
+  );
 }

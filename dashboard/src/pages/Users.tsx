@@ -1,7 +1,9 @@
 import { useState, type FormEvent } from "react";
-import { api, type Schemas } from "../api/client";
-import { Badge, errorText, Load, Notice, PageHeader, Time } from "../components/ui";
-import { useLoad } from "../lib/hooks";
+import { api } from "../api/client";
+import { ActionNotice, ConfirmButton, DataTable, FormButtons, useAction } from "../components/crud";
+import { Badge, errorText, Load, PageHeader, Time } from "../components/ui";
+import { permissionGroups, roleBody, roleForm, togglePermission, type RoleForm, type RoleView } from "../lib/access";
+import { useFilters, useLoad, type Loaded } from "../lib/hooks";
 import { Link } from "../lib/router";
 import { useSession } from "../session";
 
@@ -9,22 +11,17 @@ export default function Users() {
   const { can } = useSession();
   const users = useLoad(() => api.get("/users"), []);
   const roles = useLoad(() => api.get("/roles"), []);
-  const [notice, setNotice] = useState<{ text: string; kind: "ok" | "error" }>();
+  const [f, setF] = useFilters({ role: "" });
+  const action = useAction();
   const write = can("users:write");
-  const act = async (what: string, f: () => Promise<unknown>) => {
-    try {
-      await f();
-      setNotice({ text: what, kind: "ok" });
-      users.reload();
-    } catch (e) {
-      setNotice({ text: errorText(e), kind: "error" });
-    }
+  const act = async (what: string, run: () => Promise<unknown>) => {
+    if (await action.run(run, what)) users.reload();
   };
   const roleNames = (roles.data ?? []).map((r) => r.name);
   return (
     <section>
       <PageHeader title="Users & roles" />
-      <Notice {...(notice ?? { kind: "ok" })} />
+      <ActionNotice action={action} />
       {write && <NewUser roles={roleNames} onCreated={(u) => act(`Created ${u}.`, async () => undefined)} />}
       <Load state={users} empty={(l) => l.length === 0}>
         {(list) => (
@@ -84,32 +81,7 @@ export default function Users() {
           </div>
         )}
       </Load>
-      <h2>Roles</h2>
-      <Load state={roles}>
-        {(rs) => (
-          <div className="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Role</th>
-                  <th scope="col">Permissions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {rs.map((r: Schemas["RoleView"]) => (
-                  <tr key={r.name}>
-                    <td>
-                      {r.name} {r.built_in && <Badge kind="idle">built-in</Badge>}
-                      <div className="muted small">{r.description}</div>
-                    </td>
-                    <td className="small wrap">{r.permissions.join(", ")}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
-      </Load>
+      <Roles list={roles} editing={f.role} setEditing={(role) => setF({ role })} />
     </section>
   );
 }
@@ -157,6 +129,144 @@ function NewUser({ roles, onCreated }: { roles: string[]; onCreated: (name: stri
           {error}
         </p>
       )}
+    </form>
+  );
+}
+
+function Roles({ list, editing, setEditing }: { list: Loaded<RoleView[]>; editing: string; setEditing: (name: string) => void }) {
+  const { can } = useSession();
+  const write = can("roles:write");
+  const action = useAction();
+  const current = list.data?.find((r) => r.name === editing && !r.built_in);
+  const remove = async (r: RoleView) => {
+    if (await action.run(() => api.del("/roles/{name}", { params: { name: r.name } }), `Deleted role ${r.name}.`)) {
+      if (editing === r.name) setEditing("");
+      list.reload();
+    }
+  };
+  return (
+    <>
+      <div className="section-head">
+        <h2>Roles</h2>
+        {write && editing !== "new" && (
+          <button type="button" onClick={() => setEditing("new")}>
+            New role
+          </button>
+        )}
+      </div>
+      <p className="muted small">Built-in roles are fixed; custom roles hold any set of permissions.</p>
+      <ActionNotice action={action} />
+      {write && (editing === "new" || current) && (
+        <RoleEditor
+          key={editing}
+          initial={current}
+          onDone={(text) => {
+            setEditing("");
+            if (text) {
+              action.succeed(text);
+              list.reload();
+            }
+          }}
+        />
+      )}
+      <Load state={list}>
+        {(rs) => (
+          <DataTable
+            label="Roles and their permissions"
+            rows={rs}
+            rowKey={(r) => r.name}
+            selected={editing}
+            columns={[
+              {
+                header: "Role",
+                cell: (r) => (
+                  <>
+                    {r.name} {r.built_in && <Badge kind="idle">built-in</Badge>}
+                    <div className="muted small">{r.description}</div>
+                  </>
+                ),
+              },
+              { header: "Permissions", wrap: true, cell: (r) => <span className="small">{r.permissions.join(", ") || "none"}</span> },
+            ]}
+            actions={
+              write
+                ? (r) =>
+                    r.built_in ? (
+                      <span className="muted small">fixed</span>
+                    ) : (
+                      <>
+                        <button type="button" onClick={() => setEditing(r.name)}>
+                          Edit<span className="sr-only"> role {r.name}</span>
+                        </button>
+                        <ConfirmButton
+                          label="Delete"
+                          what={`role ${r.name}`}
+                          question={`Delete ${r.name}? Only a role nobody has can be deleted.`}
+                          disabled={action.busy}
+                          onConfirm={() => remove(r)}
+                        />
+                      </>
+                    )
+                : undefined
+            }
+          />
+        )}
+      </Load>
+    </>
+  );
+}
+
+function RoleEditor({ initial, onDone }: { initial?: RoleView; onDone: (saved?: string) => void }) {
+  const { can } = useSession();
+  const [form, setForm] = useState<RoleForm>(roleForm(initial));
+  const action = useAction();
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    if (initial) {
+      const { body, error } = roleBody(form, true);
+      if (!body) return action.fail(error ?? "Check the form.");
+      if (await action.run(() => api.put("/roles/{name}", body, { params: { name: initial.name } }))) onDone(`Saved role ${initial.name}.`);
+    } else {
+      const { body, error } = roleBody(form, false);
+      if (!body) return action.fail(error ?? "Check the form.");
+      if (await action.run(() => api.post("/roles", body))) onDone(`Created role ${body.name}.`);
+    }
+  };
+  const title = initial ? `Edit role ${initial.name}` : "New role";
+  return (
+    <form className="card form" onSubmit={submit} aria-label={title}>
+      <h3>{title}</h3>
+      <div className="grid2">
+        <label>
+          Role name
+          <input required value={form.name} disabled={!!initial} onChange={(e) => setForm({ ...form, name: e.target.value })} placeholder="auditor" />
+        </label>
+        <label>
+          Description
+          <input value={form.description} onChange={(e) => setForm({ ...form, description: e.target.value })} />
+        </label>
+      </div>
+      <p className="muted small">You can grant only permissions you hold.</p>
+      <div className="perm-groups">
+        {permissionGroups().map((g) => (
+          <fieldset key={g.area}>
+            <legend>{g.area}</legend>
+            {g.permissions.map((p) => (
+              <label key={p} className="check">
+                <input
+                  type="checkbox"
+                  checked={form.permissions.includes(p)}
+                  disabled={!can(p)}
+                  onChange={(e) => setForm({ ...form, permissions: togglePermission(form.permissions, p, e.target.checked) })}
+                />{" "}
+                {p}
+              </label>
+            ))}
+          </fieldset>
+        ))}
+      </div>
+      <ActionNotice action={action} />
+      <FormButtons busy={action.busy} submit={initial ? "Save role" : "Create role"} onCancel={() => onDone()} />
     </form>
   );
 }

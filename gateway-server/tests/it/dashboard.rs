@@ -331,8 +331,13 @@ async fn the_dashboard_works_in_a_browser() {
         "ok sign in",
         "ok create a key and call /mcp with it",
         "ok add a backend and see its tools",
+        "ok see who may call a tool",
         "ok disable a tool, see the call refused and appear in the live audit timeline without a reload",
         "ok enroll an agent and see it online",
+        "ok add an AI provider, a model with prices and a budget, and see them after a reload",
+        "ok restrict a backend's visibility and clear it",
+        "ok edit a limit rule into a token limit and see the subject's usage",
+        "ok create a custom role and delete it",
         "ok a viewer cannot reach admin pages",
         "ok no CSP violations",
     ] {
@@ -343,7 +348,19 @@ async fn the_dashboard_works_in_a_browser() {
     assert_eq!(tools["items"][0]["enabled"], false, "{tools}");
     let (_, agents) = api_as(&hub.base, &hub.key, "GET", "/agents", None).await;
     assert!(agents.as_array().unwrap().iter().any(|a| a["name"] == "e2e-agent"), "{agents}");
-    for name in ["01-login", "03-key-created", "05-backend-added", "07-audit-live", "10-agent-online", "12-viewer-refused"] {
+    for name in [
+        "01-login",
+        "03-key-created",
+        "05-backend-added",
+        "06b-who-may-call",
+        "07-audit-live",
+        "10-agent-online",
+        "12-viewer-refused",
+        "13-ai-configured",
+        "14-visibility",
+        "15-limit-edited",
+        "16-roles",
+    ] {
         assert!(shots.join(format!("{name}.png")).is_file(), "screenshot {name} missing");
     }
 }
