@@ -2,6 +2,8 @@
 //! listener with graceful shutdown.
 
 use std::net::SocketAddr;
+
+use axum::serve::ListenerExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,6 +210,14 @@ pub async fn serve_on(listener: TcpListener, state: AppState, shutdown: Cancella
     });
     let app = router(state);
     let stop = shutdown.clone();
+    // Streams (SSE answers, AI chunks, the agent tunnel) are many small
+    // writes: without TCP_NODELAY each one after the first can wait for the
+    // client's delayed ACK, tens of milliseconds per event.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { stop.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());

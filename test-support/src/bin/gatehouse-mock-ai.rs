@@ -25,6 +25,12 @@ async fn main() -> anyhow::Result<()> {
     let mut out = tokio::io::stdout();
     out.write_all(format!("listening on http://{addr}\n").as_bytes()).await?;
     out.flush().await?;
-    axum::serve(listener, gatehouse_test_support::mock_ai::bench_router()).await?;
+    axum::serve(
+        axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        gatehouse_test_support::mock_ai::bench_router(),
+    )
+    .await?;
     Ok(())
 }
