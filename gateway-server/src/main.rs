@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use gateway_server::commands::{self, Cli, Command};
 
+/// mimalloc instead of the system allocator: the hub allocates many small,
+/// short-lived buffers per request from several threads, where glibc's
+/// malloc spent about a sixth of the hub's CPU time (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let Cli { config, command } = Cli::parse();

@@ -27,6 +27,10 @@ pub const AUDIT_DEFAULT_PAGE: u32 = 50;
 /// Most groups [`Store::audit_usage`] returns.
 pub const USAGE_MAX_ROWS: usize = 10_000;
 
+/// Rows per `INSERT` when appending (31 parameters each; within the
+/// parameter limits of SQLite and PostgreSQL).
+const ROWS_PER_INSERT: usize = 64;
+
 const AUDIT_COLUMNS: &str = "id, seq, ts, kind, user_id, username, key_id, agent, client_app, session_id, method, backend, tool, \
      decision, rule, status, error_code, error_message, latency_ms, request_bytes, response_bytes, input_tokens, output_tokens, \
      cost_usd, arguments, result, action, target, details, prev_hash, hash";
@@ -354,11 +358,7 @@ impl Store {
             return Ok(());
         }
         let lock = self.chain_lock_sql();
-        let insert = format!(
-            "INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
-             $26, $27, $28, $29, $30, $31)"
-        );
+        let insert = format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) ");
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(&lock).execute(&mut *tx).await?;
@@ -378,40 +378,45 @@ impl Store {
                 row.prev_hash = prev;
                 row.hash = chain::record_hash(row);
                 prev = row.hash.clone();
-                sqlx::query(&insert)
-                    .bind(&row.id)
-                    .bind(row.seq)
-                    .bind(row.ts)
-                    .bind(&row.kind)
-                    .bind(&row.user_id)
-                    .bind(&row.username)
-                    .bind(&row.key_id)
-                    .bind(&row.agent)
-                    .bind(&row.client_app)
-                    .bind(&row.session_id)
-                    .bind(&row.method)
-                    .bind(&row.backend)
-                    .bind(&row.tool)
-                    .bind(&row.decision)
-                    .bind(&row.rule)
-                    .bind(&row.status)
-                    .bind(row.error_code)
-                    .bind(&row.error_message)
-                    .bind(row.latency_ms)
-                    .bind(row.request_bytes)
-                    .bind(row.response_bytes)
-                    .bind(row.input_tokens)
-                    .bind(row.output_tokens)
-                    .bind(row.cost_usd)
-                    .bind(&row.arguments)
-                    .bind(&row.result)
-                    .bind(&row.action)
-                    .bind(&row.target)
-                    .bind(&row.details)
-                    .bind(&row.prev_hash)
-                    .bind(&row.hash)
-                    .execute(&mut *tx)
-                    .await?;
+            }
+            // Many rows per statement: each statement is a round trip to the
+            // database (for SQLite, to its worker thread).
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::new(&insert);
+                q.push_values(chunk, |mut b, row| {
+                    b.push_bind(&row.id)
+                        .push_bind(row.seq)
+                        .push_bind(row.ts)
+                        .push_bind(&row.kind)
+                        .push_bind(&row.user_id)
+                        .push_bind(&row.username)
+                        .push_bind(&row.key_id)
+                        .push_bind(&row.agent)
+                        .push_bind(&row.client_app)
+                        .push_bind(&row.session_id)
+                        .push_bind(&row.method)
+                        .push_bind(&row.backend)
+                        .push_bind(&row.tool)
+                        .push_bind(&row.decision)
+                        .push_bind(&row.rule)
+                        .push_bind(&row.status)
+                        .push_bind(row.error_code)
+                        .push_bind(&row.error_message)
+                        .push_bind(row.latency_ms)
+                        .push_bind(row.request_bytes)
+                        .push_bind(row.response_bytes)
+                        .push_bind(row.input_tokens)
+                        .push_bind(row.output_tokens)
+                        .push_bind(row.cost_usd)
+                        .push_bind(&row.arguments)
+                        .push_bind(&row.result)
+                        .push_bind(&row.action)
+                        .push_bind(&row.target)
+                        .push_bind(&row.details)
+                        .push_bind(&row.prev_hash)
+                        .push_bind(&row.hash);
+                });
+                q.build().persistent(chunk.len() == ROWS_PER_INSERT).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });

@@ -266,8 +266,16 @@ async fn two_hubs_extend_one_chain(store: Store, url: String) {
     tokio::join!(a.flush(), b.flush());
     let report = verify(&store).await;
     assert!(report.ok && report.checked == 120, "{report:?}");
+    // A burst: the writer appends it in batches of many rows per statement.
+    for i in 0..300 {
+        a.record(mcp(&format!("burst{i}")));
+    }
+    a.flush().await;
+    let report = verify(&store).await;
+    assert!(report.ok && report.checked == 420, "{report:?}");
     let rows = store.audit_rows_after(&AuditFilter::default(), 0, 1000).await.unwrap();
-    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=120).collect::<Vec<_>>());
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=420).collect::<Vec<_>>());
+    assert_eq!(rows.last().unwrap().tool.as_deref(), Some("burst299"), "the burst kept its order");
     tokio::join!(a.shutdown(), b.shutdown());
     other.close().await;
 }
