@@ -95,16 +95,7 @@ impl MockAi {
         let stop = CancellationToken::new();
         let app = router(shared.clone());
         let token = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(
-                axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                }),
-                app,
-            )
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await
-        });
+        tokio::spawn(crate::serve_nodelay(listener, app, token));
         Ok(Self { addr, shared, stop })
     }
 

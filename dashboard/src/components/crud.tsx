@@ -43,6 +43,20 @@ export function useAction(): Action {
   return { busy, notice, run, fail, succeed };
 }
 
+/**
+ * The `onDone` of an editor: closes it with `close`, and when it saved
+ * (`text` says what) shows that and runs `then` (e.g. reloads the list).
+ */
+export function editorDone(close: () => void, action: Pick<Action, "succeed">, then: () => void) {
+  return (text?: string) => {
+    close();
+    if (text) {
+      action.succeed(text);
+      then();
+    }
+  };
+}
+
 /** The notice of `action`, if any. */
 export function ActionNotice({ action }: { action: Pick<Action, "notice"> }) {
   return <Notice {...(action.notice ?? { kind: "ok" })} />;

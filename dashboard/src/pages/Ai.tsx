@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { api } from "../api/client";
 import { Chart } from "../components/Chart";
-import { ActionNotice, ConfirmButton, DataTable, FormButtons, useAction } from "../components/crud";
+import { ActionNotice, ConfirmButton, DataTable, editorDone, FormButtons, useAction } from "../components/crud";
 import { Load, PageHeader, Snippet } from "../components/ui";
 import {
   BUDGET_ALERTS,
@@ -223,13 +223,7 @@ function Providers(props: { list: Loaded<ProviderView[]>; editing: string; setEd
         <ProviderEditor
           key={editing}
           initial={current}
-          onDone={(text) => {
-            setEditing("");
-            if (text) {
-              action.succeed(text);
-              onChange();
-            }
-          }}
+          onDone={editorDone(() => setEditing(""), action, () => onChange())}
         />
       )}
       <Load state={list} empty={(p) => p.length === 0} emptyText="No AI providers yet.">
@@ -388,13 +382,7 @@ function Models(props: { list: Loaded<ModelView[]>; providers: ProviderView[]; e
           key={editing}
           initial={current}
           providers={providers}
-          onDone={(text) => {
-            setEditing("");
-            if (text) {
-              action.succeed(text);
-              list.reload();
-            }
-          }}
+          onDone={editorDone(() => setEditing(""), action, () => list.reload())}
         />
       )}
       <Load state={list} empty={(m) => m.length === 0} emptyText="No models registered: requests are routed by model name prefix.">
@@ -543,13 +531,7 @@ function Budgets({ editing, setEditing, tick }: { editing: string; setEditing: (
         <BudgetEditor
           key={editing}
           initial={current}
-          onDone={(text) => {
-            setEditing("");
-            if (text) {
-              action.succeed(text);
-              list.reload();
-            }
-          }}
+          onDone={editorDone(() => setEditing(""), action, () => list.reload())}
         />
       )}
       <Load state={list} empty={(b) => b.length === 0} emptyText="No budgets: AI spending is not capped.">

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { api } from "../api/client";
-import { ActionNotice, ConfirmButton, DataTable, FormButtons, useAction } from "../components/crud";
+import { ActionNotice, ConfirmButton, DataTable, editorDone, FormButtons, useAction } from "../components/crud";
 import { Badge, errorText, Load, Notice, PageHeader } from "../components/ui";
 import { useDebounced, useFilters, useLoad } from "../lib/hooks";
 import { apiQuery } from "../lib/query";
@@ -38,13 +38,7 @@ export default function Limits() {
         <LimitEditor
           key={f.edit}
           initial={current}
-          onDone={(text) => {
-            setF({ edit: "" });
-            if (text) {
-              action.succeed(text);
-              rules.reload();
-            }
-          }}
+          onDone={editorDone(() => setF({ edit: "" }), action, () => rules.reload())}
         />
       )}
       <Load state={rules} empty={(l) => l.length === 0} emptyText="No rate limits.">

@@ -1,6 +1,6 @@
 import { useEffect, useState, type DragEvent, type FormEvent, type KeyboardEvent } from "react";
 import { api, type Schemas } from "../api/client";
-import { ActionNotice, ConfirmButton, DataTable, FormButtons, useAction } from "../components/crud";
+import { ActionNotice, ConfirmButton, DataTable, editorDone, FormButtons, useAction } from "../components/crud";
 import { Badge, errorText, Load, Notice, PageHeader, Time } from "../components/ui";
 import { visibilityBody, visibilityForm, whoSees, type VisibilityForm, type VisibilityView } from "../lib/access";
 import { uniqueList } from "../lib/forms";
@@ -344,13 +344,7 @@ function Visibility({ editing, setEditing }: { editing: string; setEditing: (bac
           initial={current}
           backends={backends.data ?? []}
           roles={roles.data ?? []}
-          onDone={(text) => {
-            setEditing("");
-            if (text) {
-              action.succeed(text);
-              list.reload();
-            }
-          }}
+          onDone={editorDone(() => setEditing(""), action, () => list.reload())}
         />
       )}
       <Load state={list} empty={(l) => l.items.length === 0} emptyText="No restrictions: every backend is visible to everyone allowed by the rules above.">

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { api } from "../api/client";
-import { ActionNotice, ConfirmButton, DataTable, FormButtons, useAction } from "../components/crud";
+import { ActionNotice, ConfirmButton, DataTable, editorDone, FormButtons, useAction } from "../components/crud";
 import { Badge, errorText, Load, PageHeader, Time } from "../components/ui";
 import { permissionGroups, roleBody, roleForm, togglePermission, type RoleForm, type RoleView } from "../lib/access";
 import { useFilters, useLoad, type Loaded } from "../lib/hooks";
@@ -160,13 +160,7 @@ function Roles({ list, editing, setEditing }: { list: Loaded<RoleView[]>; editin
         <RoleEditor
           key={editing}
           initial={current}
-          onDone={(text) => {
-            setEditing("");
-            if (text) {
-              action.succeed(text);
-              list.reload();
-            }
-          }}
+          onDone={editorDone(() => setEditing(""), action, () => list.reload())}
         />
       )}
       <Load state={list}>

@@ -25,12 +25,6 @@ async fn main() -> anyhow::Result<()> {
     let mut out = tokio::io::stdout();
     out.write_all(format!("listening on http://{addr}\n").as_bytes()).await?;
     out.flush().await?;
-    axum::serve(
-        axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        }),
-        gatehouse_test_support::mock_ai::bench_router(),
-    )
-    .await?;
+    gatehouse_test_support::serve_nodelay(listener, gatehouse_test_support::mock_ai::bench_router(), Default::default()).await?;
     Ok(())
 }
