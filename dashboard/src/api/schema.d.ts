@@ -1123,7 +1123,23 @@ export interface components {
          */
         BudgetScope: "user" | "key" | "role";
         /** @description A budget with where it comes from. */
-        BudgetView: components["schemas"]["BudgetConfig"] & {
+        BudgetView: {
+            /** @description Unique id, named in refusals. */
+            id: string;
+            scope: components["schemas"]["BudgetScope"];
+            /** @description One username, key id or role name; absent: each subject of the scope separately. */
+            subject?: string | null;
+            period: components["schemas"]["Period"];
+            /**
+             * Format: double
+             * @description USD allowed per period.
+             */
+            limit_usd?: number | null;
+            /**
+             * Format: int64
+             * @description Weighted tokens allowed per period.
+             */
+            limit_tokens?: number | null;
             source: string;
         };
         /** @description The outcome of [`verify`]. */
@@ -1330,7 +1346,45 @@ export interface components {
             multiplier?: number | null;
         };
         /** @description A model registration (one deployment) with its prices. */
-        ModelView: components["schemas"]["ModelConfig"] & {
+        ModelView: {
+            /** @description The name clients send in `model`. */
+            name: string;
+            /** @description Provider name. */
+            provider: string;
+            /** @description The provider's model id (Azure: the deployment name); defaults to `name`. */
+            upstream_model?: string | null;
+            /**
+             * Format: int32
+             * @description Share of traffic among deployments of the same name (default 1).
+             */
+            weight?: number;
+            /** @description Other names for the same model. */
+            aliases?: string[];
+            /**
+             * Format: double
+             * @description USD per million uncached input tokens.
+             */
+            input_per_mtok?: number | null;
+            /**
+             * Format: double
+             * @description USD per million output tokens.
+             */
+            output_per_mtok?: number | null;
+            /**
+             * Format: double
+             * @description USD per million cache-read input tokens (default: the input price).
+             */
+            cache_read_per_mtok?: number | null;
+            /**
+             * Format: double
+             * @description USD per million cache-write input tokens (default: the input price).
+             */
+            cache_write_per_mtok?: number | null;
+            /**
+             * Format: double
+             * @description Weight of this model's tokens in token budgets (default 1).
+             */
+            multiplier?: number | null;
             /** @description Stable id (`config-N` for config-file entries). */
             id: string;
             source: string;

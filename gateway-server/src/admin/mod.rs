@@ -293,17 +293,72 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(hub::routes())
 }
 
-/// The OpenAPI document of the admin API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The OpenAPI document of the admin API, as served.
+pub fn openapi() -> serde_json::Value {
     let (_, mut doc) = OpenApiRouter::<AppState>::new().nest(PREFIX, api()).split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
+    merge_flattened(&doc)
+}
+
+/// Rewrites each schema that utoipa made an `allOf` of a closed object (a
+/// `deny_unknown_fields` request type) and the fields a view adds with
+/// `#[serde(flatten)]` into one closed object. As an `allOf`, the closed part
+/// forbids the added fields, so every answer would violate its own schema.
+fn merge_flattened(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let mut v = serde_json::to_value(doc).unwrap_or_default();
+    let Some(schemas) = v.pointer("/components/schemas").and_then(Value::as_object).cloned() else { return v };
+    let closed = |r: &str| -> Option<&Map<String, Value>> {
+        let s = schemas.get(r.strip_prefix("#/components/schemas/")?)?.as_object()?;
+        (s.get("additionalProperties") == Some(&Value::Bool(false))).then_some(s)
+    };
+    let mut merged = Map::new();
+    for (name, schema) in &schemas {
+        let Some(parts) = schema.get("allOf").and_then(Value::as_array) else { continue };
+        let (mut properties, mut required, mut ok) = (Map::new(), Vec::<Value>::new(), true);
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => match closed(r) {
+                    Some(s) => s,
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                },
+                None => match part.as_object() {
+                    Some(o) if o.get("type") == Some(&Value::String("object".into())) => o,
+                    _ => {
+                        ok = false;
+                        break;
+                    }
+                },
+            };
+            if let Some(p) = part.get("properties").and_then(Value::as_object) {
+                properties.extend(p.clone());
+            }
+            if let Some(r) = part.get("required").and_then(Value::as_array) {
+                required.extend(r.iter().cloned());
+            }
+        }
+        if ok {
+            let mut object =
+                serde_json::json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false });
+            if let Some(d) = schema.get("description") {
+                object["description"] = d.clone();
+            }
+            merged.insert(name.clone(), object);
+        }
+    }
+    if let Some(target) = v.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        target.extend(merged);
+    }
+    v
 }
 
 /// `/api/v1/...` and `/api/v1/openapi.json`.
 pub fn routes() -> Router<AppState> {
     let (router, doc) = OpenApiRouter::new().nest(PREFIX, api()).split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(merge_flattened(&doc));
     router
         .route(&format!("{PREFIX}/openapi.json"), get(move || async move { Json(doc.as_ref().clone()) }))
         .route(&format!("{PREFIX}/{{*rest}}"), axum::routing::any(|| async { ApiError::NotFound("no such admin API endpoint".to_owned()) }))
@@ -313,11 +368,29 @@ pub fn routes() -> Router<AppState> {
 mod tests {
     use std::collections::BTreeMap;
 
+    /// A view that flattens a closed request type into itself is one closed
+    /// object with both sets of fields: as an `allOf`, the closed part would
+    /// forbid the view's own fields (every answer would break its schema).
+    #[test]
+    fn flattened_views_are_single_objects() {
+        let doc = super::openapi();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for (view, fields) in [("BudgetView", ["id", "period", "source"]), ("ModelView", ["id", "provider", "source"])] {
+            let s = &schemas[view];
+            assert!(s.get("allOf").is_none(), "{view}: {s}");
+            assert_eq!(s["additionalProperties"], false, "{view}: {s}");
+            for f in fields {
+                assert!(s["properties"].get(f).is_some(), "{view} lacks {f}: {s}");
+            }
+        }
+        assert!(schemas.values().all(|s| s.get("allOf").is_none()), "an allOf is left");
+    }
+
     /// Generated clients (the dashboard's among them) name their calls after
     /// operation ids: two handlers sharing one would share one type.
     #[test]
     fn operation_ids_are_unique() {
-        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let doc = super::openapi();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
