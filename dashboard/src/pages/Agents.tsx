@@ -136,11 +136,7 @@ function Enroll({ owner, onEnrolled }: { owner: string; onEnrolled: (e: Schemas[
       <button type="submit" className="primary">
         Enroll agent
       </button>
-      {error && (
-        <p className="notice error" role="alert">
-          {error}
-        </p>
-      )}
+      <Notice text={error} kind="error" />
     </form>
   );
 }

@@ -166,11 +166,7 @@ function NewKey({ user, onCreated }: { user?: string; onCreated: (c: Schemas["Cr
           <input type="number" min={1} value={days} onChange={(e) => setDays(e.target.value)} />
         </label>
       </div>
-      {error && (
-        <p className="notice error" role="alert">
-          {error}
-        </p>
-      )}
+      <Notice text={error} kind="error" />
       <button type="submit" className="primary">
         Create key
       </button>

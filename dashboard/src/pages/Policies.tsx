@@ -217,11 +217,7 @@ function RuleEditor({ rule, onDone }: { rule?: Rule; onDone: (saved?: string) =>
           <input type="checkbox" checked={form.enabled} onChange={(e) => set("enabled", e.target.checked)} /> Enabled
         </label>
       </div>
-      {error && (
-        <p className="notice error" role="alert">
-          {error}
-        </p>
-      )}
+      <Notice text={error} kind="error" />
       <div className="actions">
         <button type="submit" className="primary">
           Save rule
@@ -290,11 +286,7 @@ function Simulator() {
       <button type="submit" className="primary">
         Simulate
       </button>
-      {error && (
-        <p className="notice error" role="alert">
-          {error}
-        </p>
-      )}
+      <Notice text={error} kind="error" />
       {result && (
         <div className={`notice ${result.allowed ? "ok" : "error"}`} role="status">
           <strong>{result.allowed ? "Allowed" : "Refused"}</strong>

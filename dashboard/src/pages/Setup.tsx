@@ -2,7 +2,7 @@
 // hub prints at start (`/setup#token=…`: the token never reaches a server log).
 import { useEffect, useState, type FormEvent } from "react";
 import { api } from "../api/client";
-import { errorText } from "../components/ui";
+import { errorText, Notice } from "../components/ui";
 
 function readToken(): string {
   const t = new URLSearchParams(window.location.hash.slice(1)).get("token") ?? new URLSearchParams(window.location.search).get("token") ?? "";
@@ -63,11 +63,7 @@ export function Setup({ onDone }: { onDone: () => void }) {
             </button>
           </>
         )}
-        {error && (
-          <p className="notice error" role="alert">
-            {error}
-          </p>
-        )}
+        <Notice text={error} kind="error" />
       </form>
     </main>
   );

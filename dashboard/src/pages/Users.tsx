@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { api } from "../api/client";
 import { ActionNotice, ConfirmButton, DataTable, editorDone, FormButtons, useAction } from "../components/crud";
-import { Badge, errorText, Load, PageHeader, Time } from "../components/ui";
+import { Badge, errorText, Load, Notice, PageHeader, Time } from "../components/ui";
 import { permissionGroups, roleBody, roleForm, togglePermission, type RoleForm, type RoleView } from "../lib/access";
 import { useFilters, useLoad, type Loaded } from "../lib/hooks";
 import { Link } from "../lib/router";
@@ -124,11 +124,7 @@ function NewUser({ roles, onCreated }: { roles: string[]; onCreated: (name: stri
       <button type="submit" className="primary">
         Create user
       </button>
-      {error && (
-        <p className="notice error" role="alert">
-          {error}
-        </p>
-      )}
+      <Notice text={error} kind="error" />
     </form>
   );
 }
