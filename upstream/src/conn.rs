@@ -169,6 +169,11 @@ impl Conn {
         self.pending.lock().closed.clone()
     }
 
+    /// `Unavailable` with the reason the connection went down, else `otherwise`.
+    fn unavailable(&self, otherwise: &str) -> CallError {
+        CallError::Unavailable(self.reason().unwrap_or_else(|| otherwise.to_owned()))
+    }
+
     pub(crate) fn is_down(&self) -> bool {
         self.down.is_cancelled()
     }
@@ -245,7 +250,7 @@ impl Conn {
         context: Option<u64>,
     ) -> Result<Box<RawValue>, CallError> {
         let Some(link) = self.link() else {
-            return Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "not connected".into())));
+            return Err(self.unavailable("not connected"));
         };
         let id = self.shared.next_id();
         let rx = self.register(id)?;
@@ -257,7 +262,7 @@ impl Conn {
             link.send(self, msg).await?;
             match rx.await {
                 Ok(answer) => answer,
-                Err(_) => Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "connection closed".into()))),
+                Err(_) => Err(self.unavailable("connection closed")),
             }
         };
         let cancelled = cancelled(cancel);
@@ -336,7 +341,7 @@ impl Conn {
         context: Option<u64>,
     ) -> Result<Box<RawValue>, CallError> {
         let Some(link) = self.link() else {
-            return Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "not connected".into())));
+            return Err(self.unavailable("not connected"));
         };
         let id = self.shared.next_id();
         let rx = self.register(id)?;
@@ -346,7 +351,7 @@ impl Conn {
         link.send(self, Outgoing::Request { id, method: method.to_owned(), body, headers, context, abort }).await?;
         match rx.await {
             Ok(answer) => answer,
-            Err(_) => Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "connection closed".into()))),
+            Err(_) => Err(self.unavailable("connection closed")),
         }
     }
 
@@ -369,7 +374,7 @@ impl Conn {
         });
         tokio::select! {
             answers = futures::future::join_all(asks) => answers.into_iter().collect(),
-            () = self.down() => Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "connection closed".into()))),
+            () = self.down() => Err(self.unavailable("connection closed")),
         }
     }
 
@@ -385,7 +390,7 @@ impl Conn {
             send().await?;
             match rx.await {
                 Ok(answer) => answer,
-                Err(_) => Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "connection closed".into()))),
+                Err(_) => Err(self.unavailable("connection closed")),
             }
         };
         let result = tokio::time::timeout(timeout, exchange).await;
@@ -396,7 +401,7 @@ impl Conn {
     /// Sends a notification.
     pub(crate) async fn notify(self: &Arc<Self>, method: &str, params: Option<Box<RawValue>>) -> Result<(), CallError> {
         let Some(link) = self.link() else {
-            return Err(CallError::Unavailable(self.reason().unwrap_or_else(|| "not connected".into())));
+            return Err(self.unavailable("not connected"));
         };
         if let Some(reason) = self.reason() {
             return Err(CallError::Unavailable(reason));

@@ -190,6 +190,15 @@ type Seen = Arc<Mutex<Vec<(String, Option<u64>)>>>;
 
 /// Answers elicitations with `{"name": <last word of the message, uppercased>}`
 /// and records notifications and the contexts requests came with.
+/// A stateless test server and a connector to it with `pref`, its events answered by [`answer_events`].
+async fn start_stateless(pref: ProtocolPreference) -> (Arc<Srv>, Upstream, Seen) {
+    let srv = Arc::new(Srv { stateless: true, ..Default::default() });
+    let addr = serve(Arc::clone(&srv)).await;
+    let (tx, rx) = events();
+    let up = Upstream::start(spec_for(addr, pref), identity(), tx);
+    (srv, up, answer_events(rx))
+}
+
 fn answer_events(mut rx: mpsc::Receiver<UpstreamEvent>) -> Seen {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
@@ -216,11 +225,7 @@ fn answer_events(mut rx: mpsc::Receiver<UpstreamEvent>) -> Seen {
 #[tokio::test]
 async fn discover_chooses_the_stateless_era_and_requests_carry_meta_and_headers() {
     init_tracing();
-    let srv = Arc::new(Srv { stateless: true, ..Default::default() });
-    let addr = serve(Arc::clone(&srv)).await;
-    let (tx, rx) = events();
-    let up = Upstream::start(spec_for(addr, ProtocolPreference::Auto), identity(), tx);
-    let seen = answer_events(rx);
+    let (srv, up, seen) = start_stateless(ProtocolPreference::Auto).await;
 
     let init = up.wait_ready(Duration::from_secs(10)).await.unwrap();
     assert_eq!(init.protocol_version, V2026);
@@ -276,11 +281,7 @@ async fn discover_chooses_the_stateless_era_and_requests_carry_meta_and_headers(
 #[tokio::test]
 async fn input_required_rounds_are_answered_through_events_and_retried() {
     init_tracing();
-    let srv = Arc::new(Srv { stateless: true, ..Default::default() });
-    let addr = serve(Arc::clone(&srv)).await;
-    let (tx, rx) = events();
-    let up = Upstream::start(spec_for(addr, ProtocolPreference::Stateless), identity(), tx);
-    let seen = answer_events(rx);
+    let (srv, up, seen) = start_stateless(ProtocolPreference::Stateless).await;
     up.wait_ready(Duration::from_secs(10)).await.unwrap();
 
     let opts = CallOptions { context: Some(7), ..Default::default() };
@@ -303,11 +304,7 @@ async fn input_required_rounds_are_answered_through_events_and_retried() {
 #[tokio::test]
 async fn cancelling_a_call_closes_its_stream() {
     init_tracing();
-    let srv = Arc::new(Srv { stateless: true, ..Default::default() });
-    let addr = serve(Arc::clone(&srv)).await;
-    let (tx, rx) = events();
-    let up = Upstream::start(spec_for(addr, ProtocolPreference::Auto), identity(), tx);
-    let seen = answer_events(rx);
+    let (srv, up, seen) = start_stateless(ProtocolPreference::Auto).await;
     up.wait_ready(Duration::from_secs(10)).await.unwrap();
 
     let cancel = CancellationToken::new();

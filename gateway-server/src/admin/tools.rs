@@ -249,9 +249,7 @@ async fn tool_access(
         .iter()
         .take(ACCESS_MAX_USERS)
         .map(|u| {
-            let visible = st.policy.backend_visible(&u.username, &u.role, &tool.backend);
-            let shared = st.agents.visible_to(&tool.backend, &u.id, &u.username, &u.role) != Some(false);
-            let (allowed, rule, reason) = if !visible || !shared {
+            let (allowed, rule, reason) = if !st.hub.gate.backend_visible_to(&u.id, &u.username, &u.role, &tool.backend) {
                 (false, None, format!("backend `{}` is not visible to them", tool.backend))
             } else {
                 let d = st.policy.evaluate(&crate::policy::PolicyInput {

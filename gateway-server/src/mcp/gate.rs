@@ -82,10 +82,15 @@ impl Gate {
     /// Whether backend `backend` exists for this caller.
     pub fn backend_visible(&self, who: Asker<'_>, backend: &str) -> bool {
         let p = who.principal;
-        if self.agents.visible_to(backend, &p.user_id, &p.username, &p.role) == Some(false) {
+        self.backend_visible_to(&p.user_id, &p.username, &p.role, backend)
+    }
+
+    /// Whether backend `backend` exists for a user: agent sharing, then policy visibility.
+    pub fn backend_visible_to(&self, user_id: &str, username: &str, role: &crate::store::Role, backend: &str) -> bool {
+        if self.agents.visible_to(backend, user_id, username, role) == Some(false) {
             return false;
         }
-        self.policy.backend_visible(&p.username, &p.role, backend)
+        self.policy.backend_visible(username, role, backend)
     }
 
     /// The decision for tool `tool` of `backend`, exposed to the client as

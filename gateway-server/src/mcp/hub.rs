@@ -545,23 +545,7 @@ impl Hub {
 
     async fn fetch_all(&self, b: &Backend, m: &str, kind: Kind) -> Result<Vec<Map<String, Value>>, CallError> {
         let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let params = cursor.as_ref().map(|c| to_raw(&json!({ "cursor": c })));
-            let raw = b.upstream.request(m, params, CallOptions::default()).await?;
-            let mut page: Map<String, Value> =
-                serde_json::from_str(raw.get()).map_err(|e| CallError::Unavailable(format!("bad {m} result: {e}")))?;
-            if let Some(Value::Array(items)) = page.remove(kind.result_key()) {
-                out.extend(items.into_iter().filter_map(|v| match v {
-                    Value::Object(o) => Some(o),
-                    _ => None,
-                }));
-            }
-            match page.remove("nextCursor") {
-                Some(Value::String(c)) if !c.is_empty() => cursor = Some(c),
-                _ => return Ok(out),
-            }
-        }
+        fetch_pages(&b.upstream, m, kind.result_key(), |item| out.push(item)).await?;
         Ok(out)
     }
 
@@ -580,9 +564,7 @@ impl Hub {
 
     /// Tells the aggregate sessions that can see `backend` that every list may have changed.
     fn notify_list_changed(&self, backend: &str) {
-        for m in [method::TOOLS_LIST_CHANGED, method::PROMPTS_LIST_CHANGED, method::RESOURCES_LIST_CHANGED] {
-            self.broadcast(|s| self.sees(s, backend), &Notification::new(m, None));
-        }
+        self.every_list_changed(|s| self.sees(s, backend));
     }
 
     /// Tells the sessions whose tool list governance just changed (a tool
@@ -604,8 +586,15 @@ impl Hub {
     /// Tells every aggregate session that every list may have changed (when
     /// who sees what changed, e.g. an agent's sharing).
     pub fn notify_list_changed_all(&self) {
-        for m in [method::TOOLS_LIST_CHANGED, method::PROMPTS_LIST_CHANGED, method::RESOURCES_LIST_CHANGED] {
-            self.broadcast(|s| s.scope == Scope::Aggregate, &Notification::new(m, None));
+        self.every_list_changed(|s| s.scope == Scope::Aggregate);
+    }
+
+    /// Sends the three `list_changed` notifications to the sessions `pred` picks (picked once).
+    fn every_list_changed(&self, pred: impl Fn(&Session) -> bool) {
+        for s in self.sessions.filter(pred) {
+            for m in [method::TOOLS_LIST_CHANGED, method::PROMPTS_LIST_CHANGED, method::RESOURCES_LIST_CHANGED] {
+                s.push(Message::Notification(Notification::new(m, None)));
+            }
         }
     }
 
@@ -1009,25 +998,15 @@ impl Hub {
                 continue;
             }
             let Ok(inst) = self.instance_for(&b, session) else { continue };
-            let mut cursor: Option<String> = None;
-            for _ in 0..MAX_PAGES {
-                let params = cursor.as_ref().map(|c| to_raw(&json!({ "cursor": c })));
-                let Ok(raw) = inst.upstream.request(method::TASKS_LIST, params, CallOptions::default()).await else { break };
-                let Ok(mut page) = serde_json::from_str::<Map<String, Value>>(raw.get()) else { break };
-                if let Some(Value::Array(items)) = page.remove("tasks") {
-                    for mut t in items {
-                        let Some(id) = t.get("taskId").and_then(Value::as_str).map(str::to_owned) else { continue };
-                        if self.tasks.owned_by(&b.name, &id, &session.owner) {
-                            t["taskId"] = Value::String(tasks::exposed(&b.name, &id));
-                            all.push(t);
-                        }
-                    }
+            // A failing page ends this backend's part of the list; what came before stays.
+            let _ = fetch_pages(&inst.upstream, method::TASKS_LIST, "tasks", |mut t| {
+                let Some(id) = t.get("taskId").and_then(Value::as_str).map(str::to_owned) else { return };
+                if self.tasks.owned_by(&b.name, &id, &session.owner) {
+                    t.insert("taskId".into(), Value::String(tasks::exposed(&b.name, &id)));
+                    all.push(Value::Object(t));
                 }
-                match page.remove("nextCursor") {
-                    Some(Value::String(c)) if !c.is_empty() => cursor = Some(c),
-                    _ => break,
-                }
-            }
+            })
+            .await;
         }
         Ok(to_raw(&json!({ "tasks": all })))
     }
@@ -1378,6 +1357,30 @@ impl Hub {
             }
         }
     }
+}
+
+/// Pages through list method `m` of `up` (at most [`MAX_PAGES`] pages),
+/// handing each object of the result's `key` array to `each` as it arrives.
+async fn fetch_pages(up: &Upstream, m: &str, key: &str, mut each: impl FnMut(Map<String, Value>)) -> Result<(), CallError> {
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let params = cursor.as_ref().map(|c| to_raw(&json!({ "cursor": c })));
+        let raw = up.request(m, params, CallOptions::default()).await?;
+        let mut page: Map<String, Value> =
+            serde_json::from_str(raw.get()).map_err(|e| CallError::Unavailable(format!("bad {m} result: {e}")))?;
+        if let Some(Value::Array(items)) = page.remove(key) {
+            for item in items {
+                if let Value::Object(o) = item {
+                    each(o);
+                }
+            }
+        }
+        match page.remove("nextCursor") {
+            Some(Value::String(c)) if !c.is_empty() => cursor = Some(c),
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites `contents[].uri == from` to `to` in a `resources/read` result,

@@ -354,14 +354,7 @@ async fn a_session_era_client_reaches_a_stateless_backend() {
     assert_eq!(init.protocol_version, V, "the backend hop runs in the stateless era");
 
     let mut c = hub.client("/mcp");
-    let init = c
-        .request(
-            "initialize",
-            json!({ "protocolVersion": "2025-11-25", "capabilities": { "sampling": {} }, "clientInfo": { "name": "it", "version": "1" } }),
-        )
-        .await;
-    c.session = init.headers.get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(c.post(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await.status, 202);
+    c.initialize_with(json!({ "sampling": {} })).await;
     let r = c.call("tools/call", json!({ "name": "modern__echo", "arguments": { "x": 1 } })).await;
     assert!(r["content"].is_array() && r.get("resultType").is_none(), "a session-era answer: {r}");
 

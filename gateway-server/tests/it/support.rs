@@ -218,10 +218,15 @@ impl Client {
     }
 
     pub async fn initialize(&mut self) -> Value {
+        self.initialize_with(json!({})).await
+    }
+
+    /// [`Client::initialize`] declaring `capabilities` (e.g. `{"sampling": {}}`).
+    pub async fn initialize_with(&mut self, capabilities: Value) -> Value {
         let r = self
             .request(
                 "initialize",
-                json!({ "protocolVersion": self.version, "capabilities": {}, "clientInfo": { "name": "it", "version": "1" } }),
+                json!({ "protocolVersion": self.version, "capabilities": capabilities, "clientInfo": { "name": "it", "version": "1" } }),
             )
             .await;
         assert_eq!(r.status, 200, "{r:?}");

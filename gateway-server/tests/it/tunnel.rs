@@ -263,19 +263,6 @@ async fn stream_call(client: &Client, id: i64, name: &str, arguments: Value) -> 
     rx
 }
 
-/// Initializes `client` declaring the sampling capability.
-async fn initialize_with_sampling(client: &mut Client) {
-    let r = client
-        .request(
-            "initialize",
-            json!({ "protocolVersion": client.version, "capabilities": { "sampling": {} }, "clientInfo": { "name": "it", "version": "1" } }),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    client.session = r.headers.get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(client.post(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await.status, 202);
-}
-
 // ---- raw WebSocket agents --------------------------------------------------------------
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
@@ -537,7 +524,7 @@ async fn sampling_from_a_server_behind_an_agent_reaches_the_client() {
     let agent = Agent::start("laptop", &hub.base, &token, &fixture_server("fx"));
     wait_tools(&hub, "laptop__fx", Duration::from_secs(30), Some(&agent)).await;
     let mut client = hub.client("/mcp");
-    initialize_with_sampling(&mut client).await;
+    client.initialize_with(json!({ "sampling": {} })).await;
     let mut rx = stream_call(&client, 7, "laptop__fx__test_sampling", json!({ "prompt": "What is the capital of France?" })).await;
     let mut answered = false;
     let result = loop {
